@@ -1,0 +1,3 @@
+"""vdit: referring video object segmentation with a frozen text-to-video diffusion backbone (VD-IT)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,256 @@
+"""VD-IT training loss (spec 4.1, 4.2, 4.4): 7 weighted terms per decoder layer, 4 layers.
+
+The model runs the matcher itself (the refined masks M exist only for the matched query), so every
+layer's output dict arrives with its `matched_query`. Per layer:
+
+    loss_ce        focal over all B x T x Q logits; target 1 only at (valid frame, matched query)
+    loss_bbox      L1 of the matched query's boxes over ALL T frames (zero targets on invalid frames)
+    loss_giou      1 - GIoU, same frames
+    loss_mask      focal on M (full resolution), mean over the clip volume
+    loss_dice      1 - dice on M over the clip volume
+    loss_mask_low  focal on M_o against targets[..., 1::2, 1::2]
+    loss_dice_low  dice on M_o, same targets
+
+Each is summed over the batch and divided by `num_boxes` (the number of valid frames, averaged over
+DDP ranks), then multiplied by its weight. Auxiliary layers use the suffixes _0, _1, _2.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from vdit.errors import ConfigError, InputError
+from vdit.losses.dice import dice_loss
+from vdit.losses.focal import FOCAL_ALPHA, FOCAL_GAMMA, check_focal_params, sigmoid_focal_loss
+from vdit.losses.matcher import VideoHungarianMatcher
+from vdit.losses.targets import ClipTargets, align_targets, low_res_targets
+from vdit.models.ops.box_ops import box_cxcywh_to_xyxy, paired_generalized_box_iou
+
+LOSS_CE_WEIGHT = 2.0
+LOSS_BBOX_WEIGHT = 5.0
+LOSS_GIOU_WEIGHT = 2.0
+LOSS_MASK_WEIGHT = 2.0
+LOSS_DICE_WEIGHT = 5.0
+LOSS_MASK_LOW_WEIGHT = 2.0
+LOSS_DICE_LOW_WEIGHT = 5.0
+"""Per-layer loss weights (spec 4.1: cls/bbox/giou/mask/dice coefficients; the *_low terms reuse them)."""
+
+DEFAULT_LAYER_WEIGHTS: dict[str, float] = {
+    "loss_ce": LOSS_CE_WEIGHT,
+    "loss_bbox": LOSS_BBOX_WEIGHT,
+    "loss_giou": LOSS_GIOU_WEIGHT,
+    "loss_mask": LOSS_MASK_WEIGHT,
+    "loss_dice": LOSS_DICE_WEIGHT,
+    "loss_mask_low": LOSS_MASK_LOW_WEIGHT,
+    "loss_dice_low": LOSS_DICE_LOW_WEIGHT,
+}
+LOSS_TERMS = tuple(DEFAULT_LAYER_WEIGHTS)
+NUM_AUX_LAYERS = 3
+"""Decoder layers 0-2 are auxiliary; the last (4th) layer gives the main outputs."""
+
+
+def num_valid_frames(valid: torch.Tensor) -> float:
+    """The loss normaliser `num_boxes` (spec 4.2): valid frames in the batch, averaged over DDP ranks.
+
+    Sums `valid` [B, T], all-reduces the count when torch.distributed is initialised, divides by the
+    world size and clamps to >= 1. Every rank must call it (it is a collective under DDP).
+    """
+    count = torch.as_tensor([float(valid.sum())], dtype=torch.float32, device=valid.device)
+    world_size = 1
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(count)
+        world_size = torch.distributed.get_world_size()
+    return max(float(count.item()) / world_size, 1.0)
+
+
+def loss_labels(
+    pred_logits: torch.Tensor,
+    matched_query: torch.Tensor,
+    valid: torch.Tensor,
+    num_boxes: float,
+    alpha: float = FOCAL_ALPHA,
+    gamma: float = FOCAL_GAMMA,
+) -> torch.Tensor:
+    """Focal loss of the class logits [B,T,Q,1]; positives = matched query on valid frames.
+
+    The official loss is mean over the T*Q logits, summed over the batch, / num_boxes, times T*Q:
+    i.e. the sum over every logit / num_boxes, computed here directly. Invalid frames are negatives
+    even for the matched query.
+    """
+    logits = pred_logits[..., 0].float()  # [B,T,Q]
+    target = torch.zeros_like(logits)
+    batch = torch.arange(logits.shape[0], device=logits.device)
+    target[batch, :, matched_query] = valid.to(logits.dtype)
+    return sigmoid_focal_loss(logits, target, alpha, gamma).sum() / num_boxes
+
+
+def loss_boxes(
+    pred_boxes: torch.Tensor, matched_query: torch.Tensor, target_boxes: torch.Tensor, num_boxes: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L1, 1 - GIoU) of the matched query's boxes [B,T,4] against the targets over all T frames."""
+    src = _matched(pred_boxes, matched_query).float()  # [B,T,4]
+    tgt = target_boxes.to(src)
+    l1 = (src - tgt).abs().sum() / num_boxes
+    giou = paired_generalized_box_iou(box_cxcywh_to_xyxy(src), box_cxcywh_to_xyxy(tgt))
+    return l1, (1 - giou).sum() / num_boxes
+
+
+def loss_masks(
+    pred_masks: torch.Tensor,
+    target_masks: torch.Tensor,
+    num_boxes: float,
+    alpha: float = FOCAL_ALPHA,
+    gamma: float = FOCAL_GAMMA,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(focal, dice) of mask logits [B,T,H,W] vs targets of the same shape, one volume per clip.
+
+    Focal: mean over the T*H*W pixels of each clip, summed over clips / num_boxes.
+    Dice: 1 - (2 sum(pg) + 1) / (sum p + sum g + 1) per clip, summed / num_boxes.
+    """
+    src = pred_masks.float().flatten(1)
+    tgt = target_masks.to(src).flatten(1)
+    focal = sigmoid_focal_loss(src, tgt, alpha, gamma).mean(dim=1).sum() / num_boxes
+    dice = dice_loss(src, tgt).sum() / num_boxes
+    return focal, dice
+
+
+class SetCriterion(nn.Module):
+    """Weighted VD-IT loss over the main and auxiliary decoder layers.
+
+    weight_dict: per-layer weights keyed by the names in LOSS_TERMS (default DEFAULT_LAYER_WEIGHTS);
+    a term left out is not computed. The expanded dict (with _0.._{n-1} suffixes for the auxiliary
+    layers) is `self.weight_dict`. `self.matcher` is the matcher the model should call.
+    """
+
+    def __init__(
+        self,
+        weight_dict: Mapping[str, float] | None = None,
+        focal_alpha: float = FOCAL_ALPHA,
+        focal_gamma: float = FOCAL_GAMMA,
+        num_aux_layers: int = NUM_AUX_LAYERS,
+        matcher: VideoHungarianMatcher | None = None,
+    ) -> None:
+        super().__init__()
+        layer_weights = dict(DEFAULT_LAYER_WEIGHTS if weight_dict is None else weight_dict)
+        unknown = sorted(set(layer_weights) - set(LOSS_TERMS))
+        if unknown:
+            raise ConfigError(f"unknown loss term(s) {unknown} in weight_dict; known: {list(LOSS_TERMS)}")
+        if not layer_weights:
+            raise ConfigError("weight_dict is empty: at least one loss term is needed")
+        check_focal_params(focal_alpha, focal_gamma)
+        if int(num_aux_layers) < 0:
+            raise ConfigError(f"num_aux_layers must be >= 0, got {num_aux_layers}")
+        self.layer_weights = {k: float(v) for k, v in layer_weights.items()}
+        self.num_aux_layers = int(num_aux_layers)
+        self.focal_alpha = float(focal_alpha)
+        self.focal_gamma = float(focal_gamma)
+        self.weight_dict = dict(self.layer_weights)
+        for i in range(self.num_aux_layers):
+            self.weight_dict.update({f"{k}_{i}": v for k, v in self.layer_weights.items()})
+        self.matcher = matcher if matcher is not None else VideoHungarianMatcher(
+            focal_alpha=focal_alpha, focal_gamma=focal_gamma
+        )
+
+    def forward(self, outputs: Mapping[str, Any], batch: Any) -> dict[str, torch.Tensor]:
+        """Every weighted term (loss_ce, ..., loss_dice_low_2) plus 'loss', their sum."""
+        layers = [("", outputs)] + [(f"_{i}", aux) for i, aux in enumerate(self._aux_outputs(outputs))]
+        targets = align_targets(batch, int(_require(outputs, "pred_logits").shape[1]))
+        if not bool(targets.valid.any()):
+            raise InputError("the batch has no valid frame: nothing to supervise (datasets resample such clips)")
+        num_boxes = num_valid_frames(targets.valid)
+        losses: dict[str, torch.Tensor] = {}
+        for suffix, layer in layers:
+            for name, value in self.layer_losses(layer, targets, num_boxes, f"outputs{suffix}").items():
+                losses[name + suffix] = value * self.layer_weights[name]
+        losses["loss"] = torch.stack(list(losses.values())).sum()
+        return losses
+
+    def layer_losses(
+        self, layer: Mapping[str, Any], targets: ClipTargets, num_boxes: float, name: str = "outputs"
+    ) -> dict[str, torch.Tensor]:
+        """Unweighted terms of one decoder layer (only those in self.layer_weights)."""
+        wanted = self.layer_weights
+        num_frames = _check_layer(layer, name)
+        if num_frames != targets.valid.shape[1]:
+            raise InputError(f"{name} has {num_frames} frame(s), the targets {targets.valid.shape[1]}")
+        matched = layer["matched_query"]
+        out: dict[str, torch.Tensor] = {}
+        if "loss_ce" in wanted:
+            out["loss_ce"] = loss_labels(
+                layer["pred_logits"], matched, targets.valid, num_boxes, self.focal_alpha, self.focal_gamma
+            )
+        if "loss_bbox" in wanted or "loss_giou" in wanted:
+            l1, giou = loss_boxes(_require(layer, "pred_boxes", name), matched, targets.boxes, num_boxes)
+            out.update({k: v for k, v in (("loss_bbox", l1), ("loss_giou", giou)) if k in wanted})
+        if "loss_mask" in wanted or "loss_dice" in wanted:
+            pred = _require(layer, "pred_masks", name)
+            _check_mask_shape(pred, targets.masks.shape, f"{name}['pred_masks']")
+            focal, dice = loss_masks(pred, targets.masks, num_boxes, self.focal_alpha, self.focal_gamma)
+            out.update({k: v for k, v in (("loss_mask", focal), ("loss_dice", dice)) if k in wanted})
+        if "loss_mask_low" in wanted or "loss_dice_low" in wanted:
+            pred = _require(layer, "pred_masks_low", name)
+            if pred.dim() != 4:
+                raise InputError(f"{name}['pred_masks_low'] must be [B, T, h, w], got {tuple(pred.shape)}")
+            gt = low_res_targets(targets.masks, pred.shape[-2:])
+            _check_mask_shape(pred, gt.shape, f"{name}['pred_masks_low']")
+            focal, dice = loss_masks(pred, gt, num_boxes, self.focal_alpha, self.focal_gamma)
+            out.update({k: v for k, v in (("loss_mask_low", focal), ("loss_dice_low", dice)) if k in wanted})
+        return out
+
+    def _aux_outputs(self, outputs: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        aux = list(outputs.get("aux_outputs") or [])
+        if len(aux) != self.num_aux_layers:
+            raise InputError(
+                f"outputs carry {len(aux)} auxiliary layer(s) but the criterion expects {self.num_aux_layers} "
+                "(num_aux_layers)"
+            )
+        return aux
+
+
+def _matched(pred: torch.Tensor, matched_query: torch.Tensor) -> torch.Tensor:
+    """[B,T,Q,...] -> [B,T,...] at each clip's matched query."""
+    batch = torch.arange(pred.shape[0], device=pred.device)
+    return pred[batch, :, matched_query]
+
+
+def _require(layer: Mapping[str, Any], key: str, name: str = "outputs") -> torch.Tensor:
+    if key not in layer or layer[key] is None:
+        raise InputError(f"{name} lacks '{key}', needed by the loss terms in weight_dict")
+    return layer[key]
+
+
+def _check_layer(layer: Mapping[str, Any], name: str) -> int:
+    """Validate pred_logits / matched_query of one layer's outputs; return its number of frames."""
+    logits = _require(layer, "pred_logits", name)
+    if logits.dim() != 4 or logits.shape[-1] != 1:
+        raise InputError(f"{name}['pred_logits'] must be [B, T, Q, 1], got {tuple(logits.shape)}")
+    boxes = layer.get("pred_boxes")
+    if boxes is not None and boxes.shape != (*logits.shape[:3], 4):
+        raise InputError(
+            f"{name}['pred_boxes'] must be [B, T, Q, 4] = {(*logits.shape[:3], 4)}, got {tuple(boxes.shape)}"
+        )
+    _matched_query(layer, name)
+    return int(logits.shape[1])
+
+
+def _matched_query(layer: Mapping[str, Any], name: str = "outputs") -> torch.Tensor:
+    matched = _require(layer, "matched_query", name)
+    b, _, q, _ = layer["pred_logits"].shape
+    if matched.shape != (b,) or matched.dtype != torch.long:
+        raise InputError(
+            f"{name}['matched_query'] must be a LongTensor [B] = [{b}], got {matched.dtype} {tuple(matched.shape)}"
+        )
+    if bool(((matched < 0) | (matched >= q)).any()):
+        raise InputError(f"{name}['matched_query'] = {matched.tolist()} is out of range for {q} queries")
+    return matched
+
+
+def _check_mask_shape(pred: torch.Tensor, target_shape: torch.Size, name: str) -> None:
+    if tuple(pred.shape) != tuple(target_shape):
+        raise InputError(
+            f"{name} has shape {tuple(pred.shape)} but its targets have {tuple(target_shape)} "
+            "([B, T, H, W] at the padded input size for pred_masks, stride 2 for pred_masks_low)"
+        )

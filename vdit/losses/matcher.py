@@ -1,0 +1,147 @@
+"""Video-level Hungarian matcher: which of the Q queries is the referred object in each clip (spec 4.3).
+
+Each clip has exactly one target (the referred object over its T frames), so the cost is a [Q, 1]
+matrix per clip. Hungarian assignment (scipy's linear_sum_assignment, decisions.md) then picks the
+query of minimum cost, the same result as the official code's argmin. Several objects per clip are
+not supported: the data contract (ClipBatch) carries one object per clip.
+
+Matching uses the low-resolution masks M_o (the final masks M exist only for the matched query).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch import nn
+
+from vdit.errors import ConfigError, InputError
+from vdit.losses.dice import dice_coefficient
+from vdit.losses.focal import FOCAL_ALPHA, FOCAL_GAMMA, check_focal_params, focal_class_cost, sigmoid_focal_loss
+from vdit.losses.targets import ClipTargets, align_targets, low_res_targets, require_valid_frame_per_clip
+from vdit.models.ops.box_ops import box_cxcywh_to_xyxy, paired_generalized_box_iou
+
+COST_CLASS = 2.0
+COST_BBOX = 5.0
+COST_GIOU = 2.0
+COST_MASK = 2.0
+COST_DICE = 5.0
+"""Matching cost weights (spec 4.1 `set_cost_*`)."""
+
+COST_TERMS = ("class", "bbox", "giou", "mask", "dice")
+
+
+class VideoHungarianMatcher(nn.Module):
+    """Pick, per clip, the query whose whole-clip predictions best match the referred object."""
+
+    def __init__(
+        self,
+        cost_class: float = COST_CLASS,
+        cost_bbox: float = COST_BBOX,
+        cost_giou: float = COST_GIOU,
+        cost_mask: float = COST_MASK,
+        cost_dice: float = COST_DICE,
+        focal_alpha: float = FOCAL_ALPHA,
+        focal_gamma: float = FOCAL_GAMMA,
+    ) -> None:
+        super().__init__()
+        weights = {"class": cost_class, "bbox": cost_bbox, "giou": cost_giou, "mask": cost_mask, "dice": cost_dice}
+        if any(float(w) < 0 for w in weights.values()) or all(float(w) == 0 for w in weights.values()):
+            raise ConfigError(f"matcher cost weights must be >= 0 and not all zero, got {weights}")
+        check_focal_params(focal_alpha, focal_gamma)
+        self.cost_weights = {k: float(v) for k, v in weights.items()}
+        self.focal_alpha = float(focal_alpha)
+        self.focal_gamma = float(focal_gamma)
+
+    @torch.no_grad()
+    def forward(
+        self,
+        pred_logits: torch.Tensor,
+        pred_boxes: torch.Tensor,
+        pred_masks: torch.Tensor,
+        targets: Any,
+    ) -> torch.Tensor:
+        """Return the matched query per clip, LongTensor [B] on pred_logits' device.
+
+        pred_logits [B,T,Q,1], pred_boxes [B,T,Q,4] cxcywh, pred_masks [B,T,Q,h,w] (M_o logits at
+        stride 2 of the padded input); targets: a ClipBatch (masks, boxes, valid, valid_indices).
+        """
+        cost = self.cost_matrix(pred_logits, pred_boxes, pred_masks, targets)
+        matched = [_assign_single_target(c) for c in cost.cpu().numpy()]
+        return torch.tensor(matched, dtype=torch.long, device=pred_logits.device)
+
+    @torch.no_grad()
+    def cost_matrix(
+        self, pred_logits: torch.Tensor, pred_boxes: torch.Tensor, pred_masks: torch.Tensor, targets: Any
+    ) -> torch.Tensor:
+        """Total weighted matching cost C [B, Q] (the [Q, 1] matrix of each clip, squeezed)."""
+        costs = self.costs(pred_logits, pred_boxes, pred_masks, targets)
+        return sum(self.cost_weights[name] * costs[name] for name in COST_TERMS)
+
+    @torch.no_grad()
+    def costs(
+        self, pred_logits: torch.Tensor, pred_boxes: torch.Tensor, pred_masks: torch.Tensor, targets: Any
+    ) -> dict[str, torch.Tensor]:
+        """The five unweighted costs, each [B, Q]: class, bbox (L1), giou (-GIoU), mask (focal), dice (-dice)."""
+        _check_predictions(pred_logits, pred_boxes, pred_masks)
+        tgt = align_targets(targets, pred_logits.shape[1])
+        if tgt.masks.shape[0] != pred_logits.shape[0]:
+            raise InputError(f"targets have {tgt.masks.shape[0]} clips, predictions {pred_logits.shape[0]}")
+        require_valid_frame_per_clip(tgt.valid)
+        box_cost, giou_cost = self._box_costs(pred_boxes.float(), tgt)
+        mask_cost, dice_cost = self._mask_costs(pred_masks.float(), tgt)
+        return {
+            "class": self._class_cost(pred_logits.float(), tgt.valid),
+            "bbox": box_cost,
+            "giou": giou_cost,
+            "mask": mask_cost,
+            "dice": dice_cost,
+        }
+
+    def _class_cost(self, logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        # binary task: the single logit is the "referred object" class; averaged over valid frames only
+        per_frame = focal_class_cost(logits[..., 0], self.focal_alpha, self.focal_gamma)  # [B,T,Q]
+        weights = valid.to(per_frame.dtype)[..., None]
+        summed = torch.where(weights > 0, per_frame, torch.zeros_like(per_frame)).sum(dim=1)
+        return summed / weights.sum(dim=1)
+
+    def _box_costs(self, boxes: torch.Tensor, tgt: ClipTargets) -> tuple[torch.Tensor, torch.Tensor]:
+        # averaged over ALL frames, invalid ones included with their all-zero target box (spec 4.3)
+        b, t, q, _ = boxes.shape
+        tgt_boxes = tgt.boxes.to(boxes)[:, :, None, :]  # [B,T,1,4]
+        l1 = torch.cdist(boxes.reshape(b * t, q, 4), tgt_boxes.reshape(b * t, 1, 4), p=1).reshape(b, t, q)
+        giou = paired_generalized_box_iou(box_cxcywh_to_xyxy(boxes), box_cxcywh_to_xyxy(tgt_boxes))  # [B,T,Q]
+        return l1.mean(dim=1), -giou.mean(dim=1)
+
+    def _mask_costs(self, masks: torch.Tensor, tgt: ClipTargets) -> tuple[torch.Tensor, torch.Tensor]:
+        # one volume per clip: [Q, T*h*w] predictions against the clip's [1, T*h*w] target
+        gt = low_res_targets(tgt.masks, masks.shape[-2:]).to(masks)  # [B,T,h,w]
+        focal, dice = [], []
+        for pred_clip, gt_clip in zip(masks, gt):
+            pred_q = pred_clip.transpose(0, 1).flatten(1)  # [Q, T*h*w]
+            gt_q = gt_clip.flatten()[None].expand_as(pred_q)
+            focal.append(sigmoid_focal_loss(pred_q, gt_q, self.focal_alpha, self.focal_gamma).mean(dim=1))
+            dice.append(-dice_coefficient(pred_q, gt_clip.flatten()[None]))
+        return torch.stack(focal), torch.stack(dice)
+
+
+def _assign_single_target(cost_q: np.ndarray) -> int:
+    """Hungarian assignment of the clip's one target over Q queries -> the matched query.
+
+    Non-finite costs (NaN/inf predictions) become the largest float so the assignment still
+    succeeds; the loss of such a step is then non-finite and the engine's check reports it.
+    """
+    cost = np.where(np.isfinite(cost_q), cost_q, np.finfo(np.float64).max).astype(np.float64)
+    rows, _ = linear_sum_assignment(cost.reshape(-1, 1))
+    return int(rows[0])
+
+
+def _check_predictions(logits: torch.Tensor, boxes: torch.Tensor, masks: torch.Tensor) -> None:
+    if logits.dim() != 4 or logits.shape[-1] != 1:
+        raise InputError(f"pred_logits must be [B, T, Q, 1] (one 'referred' class), got {tuple(logits.shape)}")
+    b, t, q, _ = logits.shape
+    if boxes.shape != (b, t, q, 4):
+        raise InputError(f"pred_boxes must be [B, T, Q, 4] = [{b}, {t}, {q}, 4], got {tuple(boxes.shape)}")
+    if masks.dim() != 5 or masks.shape[:3] != (b, t, q):
+        raise InputError(f"pred_masks must be [B, T, Q, h, w] with B, T, Q = {b}, {t}, {q}; got {tuple(masks.shape)}")

@@ -1,0 +1,197 @@
+"""`vdit eval ...`: score predictions with the benchmarks' official metrics (see docs/evaluation.md).
+
+    vdit eval davis          --davis-root R --results P [--task unsupervised|semi-supervised] [--json OUT]
+    vdit eval ref-davis      --davis-root R --results-root P   (P holds anno_0..anno_3)
+    vdit eval ytvos-validate --zip Z --meta meta_expressions.json [--frames-root R]
+    vdit eval a2d | jhmdb    --gt COCO_JSON --predictions PRED_JSON [--json OUT]
+    vdit eval refcoco        --gt instances_<ds>_val.json --predictions PRED_JSON [--json OUT]
+    vdit eval mevis          --mevis-root valid_u --results P [--json OUT]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from vdit.errors import EvaluationError
+
+DAVIS_TASKS = ("unsupervised", "semi-supervised")
+DAVIS_SUBSETS = ("train", "val", "test-dev", "test-challenge")
+DEFAULT_MAX_PROBLEMS = 100
+
+
+def _write_json(path: str | None, payload: dict) -> None:
+    if not path:
+        return
+    out = Path(path)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise EvaluationError(f"cannot write {out}: {exc}") from None
+    print(f"wrote {out}")
+
+
+def _sequences(arg: str | None) -> list[str] | None:
+    if arg is None:
+        return None
+    names = [s.strip() for s in arg.split(",") if s.strip()]
+    if not names:
+        raise EvaluationError("--sequences is empty: give comma-separated sequence names")
+    return names
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return None
+    return lambda name: print(f"  done {name}", file=sys.stderr, flush=True)
+
+
+def _print_summary(title: str, summary: dict[str, float]) -> None:
+    from vdit.evaluation.davis import SUMMARY_KEYS
+
+    print(title)
+    print("  ".join(f"{k:>9}" for k in SUMMARY_KEYS))
+    print("  ".join(f"{summary[k]:>9.4f}" for k in SUMMARY_KEYS))
+
+
+def _cmd_davis(args: argparse.Namespace) -> int:
+    from vdit.evaluation.davis import evaluate_davis
+
+    result = evaluate_davis(args.davis_root, args.results, task=args.task, subset=args.set,
+                            sequences=_sequences(args.sequences), resolution=args.resolution,
+                            progress=_progress(args.progress))
+    _print_summary(f"DAVIS-2017 {args.set} ({args.task}), {len(result.per_object)} objects, fractions:",
+                   result.summary)
+    if args.per_object:
+        print(f"{'object':<32} {'J-Mean':>8} {'F-Mean':>8}")
+        for name, v in result.per_object.items():
+            print(f"{name:<32} {v['J']:>8.4f} {v['F']:>8.4f}")
+    _write_json(args.json, result.to_json_dict())
+    return 0
+
+
+def _cmd_ref_davis(args: argparse.Namespace) -> int:
+    from vdit.evaluation.davis import evaluate_ref_davis
+
+    result = evaluate_ref_davis(args.davis_root, args.results_root, subset=args.set,
+                                sequences=_sequences(args.sequences), resolution=args.resolution,
+                                progress=_progress(args.progress))
+    for a, res in enumerate(result.per_set):
+        _print_summary(f"anno_{a}:", res.summary)
+    _print_summary("Ref-DAVIS17, mean of the 4 annotation sets:", result.mean)
+    _write_json(args.json, result.to_json_dict())
+    return 0
+
+
+def _cmd_ytvos_validate(args: argparse.Namespace) -> int:
+    from vdit.evaluation.ytvos_submission import validate_submission
+
+    report = validate_submission(args.zip, args.meta, args.frames_root, args.exclude_meta)
+    if report.ok:
+        print(f"OK: {args.zip} holds all {report.n_expected} expected masks, all valid")
+        return 0
+    shown = report.problems[: args.max_problems]
+    for line in shown:
+        print(line)
+    if len(report.problems) > len(shown):
+        print(f"... and {len(report.problems) - len(shown)} more")
+    print(f"INVALID: {len(report.problems)} problem(s) in {args.zip} ({report.n_checked} of {report.n_expected} "
+          f"expected masks present)")
+    return 1
+
+
+def _cmd_coco(args: argparse.Namespace) -> int:
+    from vdit.evaluation.coco_map import evaluate_referring_coco
+
+    with_map = not args.no_map if hasattr(args, "no_map") else args.with_map
+    metrics = evaluate_referring_coco(args.gt, args.predictions, with_map=with_map)
+    print(f"{args.eval_command}: {args.predictions} against {args.gt}")
+    for key, value in metrics.items():
+        print(f"  {key:<16} {value:.4f}" if isinstance(value, float) else f"  {key:<16} {value}")
+    _write_json(args.json, metrics)
+    return 0
+
+
+def _cmd_mevis(args: argparse.Namespace) -> int:
+    from vdit.evaluation.mevis import MASK_DICT_FILE, META_FILE, evaluate_mevis
+
+    if args.mevis_root is None and (args.meta is None or args.mask_dict is None):
+        raise EvaluationError("give --mevis-root (the split folder) or both --meta and --mask-dict")
+    root = Path(args.mevis_root) if args.mevis_root else None
+    meta = args.meta or root / META_FILE
+    mask_dict = args.mask_dict or root / MASK_DICT_FILE
+    result = evaluate_mevis(meta, mask_dict, args.results, missing_as_zero=args.missing_as_zero,
+                            progress=_progress(args.progress))
+    print(f"MeViS: {len(result.per_expression)} expressions")
+    print(f"  J&F {result.jf:.4f}   J {result.j:.4f}   F {result.f:.4f}")
+    if result.missing_videos:
+        print(f"  {len(result.missing_videos)} video(s) without results scored 0: {', '.join(result.missing_videos)}")
+    _write_json(args.json, result.to_json_dict())
+    return 0
+
+
+def _add_davis_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--davis-root", required=True, help="DAVIS folder with JPEGImages, Annotations*, ImageSets")
+    p.add_argument("--set", default="val", choices=DAVIS_SUBSETS, help="subset whose ImageSets list is used")
+    p.add_argument("--sequences", default=None, help="comma-separated sequences instead of the ImageSets list")
+    p.add_argument("--resolution", default="480p")
+    p.add_argument("--json", default=None, metavar="OUT", help="write the figures to this JSON file")
+    p.add_argument("--progress", action="store_true", help="print each finished sequence to stderr")
+
+
+def register(subparsers) -> None:
+    """Add `vdit eval` and its sub-commands."""
+    parser = subparsers.add_parser("eval", help="evaluate predictions (DAVIS, Ref-DAVIS, YTVOS zip, A2D, ...)",
+                                   description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="eval_command", metavar="BENCHMARK")
+    sub.required = True
+
+    p = sub.add_parser("davis", help="DAVIS-2017 J&F (semi-supervised or unsupervised protocol)")
+    _add_davis_common(p)
+    p.add_argument("--results", required=True, help="folder with <sequence>/<frame>.png label maps")
+    p.add_argument("--task", default="unsupervised", choices=DAVIS_TASKS)
+    p.add_argument("--per-object", action="store_true", help="also print each object's J and F means")
+    p.set_defaults(func=_cmd_davis)
+
+    p = sub.add_parser("ref-davis", help="Ref-DAVIS17: unsupervised J&F of anno_0..anno_3 and their mean")
+    _add_davis_common(p)
+    p.add_argument("--results-root", required=True, help="folder holding anno_0 .. anno_3 result folders")
+    p.set_defaults(func=_cmd_ref_davis)
+
+    p = sub.add_parser("ytvos-validate", help="check a Ref-YouTube-VOS submission zip before upload")
+    p.add_argument("--zip", required=True, help="submission zip (entries Annotations/<video>/<exp>/<frame>.png)")
+    p.add_argument("--meta", required=True, help="meta_expressions.json listing the expected videos/expressions")
+    p.add_argument("--frames-root", default=None,
+                   help="dataset root (or valid/JPEGImages) to check mask sizes against the frames")
+    p.add_argument("--exclude-meta", default=None,
+                   help="meta_expressions.json whose videos are not expected (the test split)")
+    p.add_argument("--max-problems", type=int, default=DEFAULT_MAX_PROBLEMS, help="problems to print at most")
+    p.set_defaults(func=_cmd_ytvos_validate)
+
+    for name, text in (("a2d", "A2D-Sentences"), ("jhmdb", "JHMDB-Sentences")):
+        p = sub.add_parser(name, help=f"{text}: mask mAP (COCOeval) + overall/mean IoU + P@K")
+        p.add_argument("--gt", required=True, help="COCO-format ground truth json")
+        p.add_argument("--predictions", required=True, help="json list of {image_id, segmentation RLE, score}")
+        p.add_argument("--no-map", action="store_true", help="skip COCOeval (IoU figures only)")
+        p.add_argument("--json", default=None, metavar="OUT")
+        p.set_defaults(func=_cmd_coco)
+
+    p = sub.add_parser("refcoco", help="RefCOCO/+/g: overall IoU (reported) + mean IoU + P@K of the top-1 mask")
+    p.add_argument("--gt", required=True, help="instances_<dataset>_<split>.json (one image per expression)")
+    p.add_argument("--predictions", required=True, help="json list of {image_id, segmentation RLE, score}")
+    p.add_argument("--with-map", action="store_true", help="also run COCOeval mask mAP")
+    p.add_argument("--json", default=None, metavar="OUT")
+    p.set_defaults(func=_cmd_coco)
+
+    p = sub.add_parser("mevis", help="MeViS J&F (per-expression means, union of the referred objects)")
+    p.add_argument("--mevis-root", default=None, help="split folder with meta_expressions.json and mask_dict.json")
+    p.add_argument("--meta", default=None, help="meta_expressions.json (overrides --mevis-root)")
+    p.add_argument("--mask-dict", default=None, help="mask_dict.json (overrides --mevis-root)")
+    p.add_argument("--results", required=True, help="folder with <video>/<exp_id>/<frame>.png (or Annotations/...)")
+    p.add_argument("--missing-as-zero", action="store_true",
+                   help="score videos without results 0 (the official behaviour) instead of failing")
+    p.add_argument("--json", default=None, metavar="OUT")
+    p.add_argument("--progress", action="store_true", help="print each finished video to stderr")
+    p.set_defaults(func=_cmd_mevis)

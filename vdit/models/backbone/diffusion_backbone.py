@@ -1,0 +1,201 @@
+"""The VD-IT video backbone (spec 2): a frozen text-to-video diffusion model read as a feature extractor.
+
+frames (ImageNet-normalised) -> [0,1] and [-1,1]
+  -> CLIP vision tokens (frozen) -> text-guided image projection (trainable) -> per-frame prompts
+  -> VAE encoder (frozen): tap B (s4) and latents
+  -> video-specific noise (trainable), forward diffusion to timestep `noise.step - 1`
+  -> UNet (frozen weights, gradients flow through it) -> taps U0..U5
+  -> four levels [tapB, cat(U0,U5), cat(U1,U4), cat(U2,U3)] -> 1x1 projections (trainable)
+
+The text-independent part (CLIP image tokens, VAE tap and latent distribution) is available separately
+(`encode_visual`) so inference can compute it once per video and reuse it for every sentence.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vdit.config import BackboneConfig
+from vdit.errors import InputError
+from vdit.models.backbone.clip_image import clip_preprocess
+from vdit.models.backbone.noise import VideoNoise, add_noise, make_noise, step_to_timestep
+from vdit.models.backbone.prompt import TextGuidedProjection
+from vdit.models.backbone.unet_features import unet_taps
+from vdit.models.foundation import Foundation
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+VAE_TAP_BLOCK, VAE_TAP_RESNET = 2, 1  # tap B: encoder.down_blocks[2].resnets[1], before the downsampler
+VAE_DOWNSCALE = 8
+UNET_DOWNSCALE = 8  # three stride-2 down blocks after the VAE: latent s8 -> s64
+MIN_SIDE = VAE_DOWNSCALE * UNET_DOWNSCALE  # smallest H, W with a non-empty stride-64 map
+
+
+@dataclass
+class VisualFeatures:
+    """Text-independent backbone work for a clip (computed without gradients)."""
+
+    clip_tokens: torch.Tensor | None  # [BT, N_img, D_vis] (None for VD-T)
+    vae_tap: torch.Tensor  # [BT, C, H/4, W/4]
+    latent_mean: torch.Tensor  # [B, C, T, H/8, W/8], scaled
+    latent_std: torch.Tensor  # same shape, scaled
+    batch: int
+    frames: int
+
+
+class DiffusionBackbone(nn.Module):
+    def __init__(self, cfg: BackboneConfig, foundation: Foundation):
+        super().__init__()
+        self.cfg = cfg
+        self.unet = foundation.unet
+        self.vae = foundation.vae
+        self.t2v_text_encoder = foundation.t2v_text_encoder
+        self.clip_vision = foundation.clip_vision if cfg.prompt.mode != "text" else None
+        self.tokenizer = foundation.t2v_tokenizer
+        self.clip_image = foundation.clip_image
+        self.vae_scaling_factor = foundation.vae_scaling_factor
+        self.register_buffer("alphas_cumprod", foundation.alphas_cumprod.clone(), persistent=False)
+        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(3, 1, 1), persistent=False)
+        for module in self.frozen_modules():
+            module.requires_grad_(False)
+            module.eval()
+
+        unet_cfg = self.unet.config
+        prompt_dim = int(unet_cfg.cross_attention_dim)
+        vis_dim = int(foundation.clip_vision.config.hidden_size)
+        self.prompt = TextGuidedProjection(vis_dim, prompt_dim, cfg.prompt)
+        latent_ch = int(self.vae.config.latent_channels)
+        self.noise = VideoNoise(latent_ch, cfg.noise.std_eps) if cfg.noise.kind == "predicted" else None
+        self.timestep = step_to_timestep(cfg.noise.step)
+        if not 0 <= self.timestep < len(self.alphas_cumprod):
+            raise InputError(f"noise.step={cfg.noise.step} is outside the {len(self.alphas_cumprod)}-step schedule")
+
+        c = list(unet_cfg.block_out_channels)
+        vae_tap_ch = int(self.vae.config.block_out_channels[VAE_TAP_BLOCK])
+        # U0,U1: c0; U2: c1; U3,U4,U5 (up blocks 0,1,2): c3, c2, c1
+        self.level_in_channels = (vae_tap_ch, c[0] + c[1], c[0] + c[2], c[1] + c[3])
+        self.act_postprocess = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(cin, hid, kernel_size=1), nn.Conv2d(hid, cout, kernel_size=1))
+            for cin, hid, cout in zip(self.level_in_channels, cfg.level_hidden_channels, cfg.level_channels)
+        )
+        self._warned_truncation = False
+
+    # ------------------------------------------------------------------ frozen parts
+
+    def frozen_modules(self) -> list[nn.Module]:
+        mods = [self.unet, self.vae, self.t2v_text_encoder]
+        if self.clip_vision is not None:
+            mods.append(self.clip_vision)
+        return mods
+
+    def train(self, mode: bool = True) -> "DiffusionBackbone":
+        super().train(mode)
+        # Frozen modules stay in eval mode (no dropout) unless the official side effect is requested.
+        for module in self.frozen_modules():
+            module.train(mode and self.cfg.official_frozen_dropout)
+        return self
+
+    # ------------------------------------------------------------------ pieces
+
+    @torch.no_grad()
+    def encode_prompt_text(self, texts: list[str]) -> torch.Tensor:
+        """T2V text encoder tokens [B, 77, D] (last hidden state after the final LayerNorm)."""
+        tok = self.tokenizer
+        max_len = int(tok.model_max_length)
+        lengths = [len(ids) for ids in tok(texts, truncation=False)["input_ids"]]
+        if any(n > max_len for n in lengths) and not self._warned_truncation:
+            warnings.warn(f"a text is longer than the T2V tokenizer's {max_len} tokens; it is truncated", stacklevel=3)
+            self._warned_truncation = True
+        ids = tok(texts, padding="max_length", max_length=max_len, truncation=True, return_tensors="pt").input_ids
+        ids = ids.to(self.pixel_mean.device)
+        return self.t2v_text_encoder(ids)[0]
+
+    @torch.no_grad()
+    def encode_visual(self, frames: torch.Tensor, sample_latent: bool | None = None) -> VisualFeatures:
+        """frames [B,T,3,H,W] ImageNet-normalised -> the text-independent features."""
+        b, t = frames.shape[:2]
+        x01 = (frames.flatten(0, 1) * self.pixel_std + self.pixel_mean).clamp(0, 1)
+        x = 2 * x01 - 1
+        clip_tokens = None
+        if self.clip_vision is not None:
+            pixels = clip_preprocess(x01, self.clip_image).to(self._dtype(self.clip_vision))
+            clip_tokens = self.clip_vision(pixel_values=pixels).last_hidden_state
+        captured: list[torch.Tensor] = []
+        tap = self.vae.encoder.down_blocks[VAE_TAP_BLOCK].resnets[VAE_TAP_RESNET]
+        handle = tap.register_forward_hook(lambda _m, _i, out: captured.append(out))
+        try:
+            dist = self.vae.encode(x.to(self._dtype(self.vae))).latent_dist
+        finally:
+            handle.remove()
+        s = self.vae_scaling_factor
+
+        def to_video(z: torch.Tensor) -> torch.Tensor:  # [BT,C,h,w] -> [B,C,T,h,w]
+            return z.reshape(b, t, *z.shape[1:]).permute(0, 2, 1, 3, 4)
+
+        return VisualFeatures(
+            clip_tokens=clip_tokens,
+            vae_tap=captured[0],
+            latent_mean=to_video(dist.mean * s),
+            latent_std=to_video(dist.std * s),
+            batch=b,
+            frames=t,
+        )
+
+    def _sample_latent(self, vis: VisualFeatures) -> torch.Tensor:
+        mode = self.cfg.vae_latent
+        sample = mode == "sample" or (mode == "sample_train_mean_eval" and self.training)
+        if sample:
+            return vis.latent_mean + vis.latent_std * torch.randn_like(vis.latent_std)
+        return vis.latent_mean
+
+    @staticmethod
+    def _dtype(module: nn.Module) -> torch.dtype:
+        return next(module.parameters()).dtype
+
+    # ------------------------------------------------------------------ forward
+
+    def forward(
+        self,
+        frames: torch.Tensor | None,
+        texts: list[str],
+        visual: VisualFeatures | None = None,
+        prompt_text: torch.Tensor | None = None,
+    ) -> list[torch.Tensor]:
+        """frames [B,T,3,H,W] (or precomputed `visual`), one text per clip -> 4 levels [B*T, C_l, h_l, w_l]."""
+        if visual is None:
+            visual = self.encode_visual(frames)
+        b, t = visual.batch, visual.frames
+        if prompt_text is None:
+            prompt_text = self.encode_prompt_text(texts)
+        unet_dtype = self._dtype(self.unet)
+        text = prompt_text.repeat_interleave(t, dim=0)  # per-frame prompts, batch-major (b0f0, b0f1, ...)
+        image = visual.clip_tokens
+        prompt = self.prompt(text.to(self._param_dtype()), None if image is None else image.to(self._param_dtype()))
+
+        z = self._sample_latent(visual)
+        noise = make_noise(self.cfg.noise.kind, z, self.noise)
+        z_noisy = z if noise is None else add_noise(z, noise, self.alphas_cumprod, self.timestep)
+        taps = unet_taps(self.unet, z_noisy.to(unet_dtype), self.timestep, prompt.to(unet_dtype),
+                         grad_ckpt=self.cfg.grad_ckpt)
+        u0, u1, u2, u3, u4, u5 = taps
+        pairs = [(u0, u5), (u1, u4), (u2, u3)]
+        for i, (a, c) in enumerate(pairs):
+            if a.shape[-2:] != c.shape[-2:]:  # the official code silently cropped; this must not happen
+                raise RuntimeError(f"UNet taps of level {i + 1} disagree in size: {tuple(a.shape)} vs {tuple(c.shape)}")
+        sources = [visual.vae_tap] + [torch.cat(p, dim=1) for p in pairs]
+        dtype = self._param_dtype()
+        return [proj(src.to(dtype)) for proj, src in zip(self.act_postprocess, sources)]
+
+    def _param_dtype(self) -> torch.dtype:
+        return self.act_postprocess[0][0].weight.dtype
+
+
+def level_masks(pad_mask: torch.Tensor, features: list[torch.Tensor]) -> list[torch.Tensor]:
+    """pad_mask [N,H,W] (True = padding) nearest-resized to each level's size."""
+    m = pad_mask[:, None].float()
+    return [F.interpolate(m, size=f.shape[-2:], mode="nearest")[:, 0].bool() for f in features]

@@ -1,0 +1,86 @@
+"""CondInst-style dynamic mask head with relative coordinates (spec 3.6).
+
+Every (frame, query) instance gets its own two 1x1 conv layers, whose weights a controller MLP emits
+from the query's decoder feature. The conv input is [relative coords (2) ; mask features (C)] on the
+s8 grid; the output has `c = mask_out_stride**2` channels that pixel-shuffle into one channel at s2 (M_o)
+and, after MSO, at s1 (M).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vdit.models.head.mlp import MLP
+
+COORD_CHANNELS = 2
+CONTROLLER_MLP_LAYERS = 3  # 256 -> 256 -> 256 -> P
+
+
+def dynamic_param_sizes(in_channels: int, mask_channels: int, rel_coord: bool) -> tuple[list[int], list[int]]:
+    """Weight and bias sizes of the two dynamic layers: [(C+2)*c, c*c], [c, c]."""
+    cin = in_channels + (COORD_CHANNELS if rel_coord else 0)
+    return [cin * mask_channels, mask_channels * mask_channels], [mask_channels, mask_channels]
+
+
+def mask_features(memory_levels: list[torch.Tensor]) -> torch.Tensor:
+    """Sum of the encoder memory levels (s8, s16, s32), bicubically resized to the s8 size."""
+    size = memory_levels[0].shape[-2:]
+    out = memory_levels[0]
+    for level in memory_levels[1:]:
+        out = out + F.interpolate(level, size=size, mode="bicubic", align_corners=False)
+    return out
+
+
+def relative_coords(centers: torch.Tensor, sizes_hw: torch.Tensor, grid_hw: tuple[int, int], stride: int) -> torch.Tensor:
+    """centers [N,Q,2] (cx, cy normalised to the unpadded image), sizes_hw [N,2] -> [N,Q,2,h,w] offsets
+    center - location in raw pixels (unnormalised, as the official head), locations = s*i + s/2."""
+    h, w = grid_hw
+    device, dtype = centers.device, centers.dtype
+    ys = torch.arange(h, device=device, dtype=dtype) * stride + stride // 2
+    xs = torch.arange(w, device=device, dtype=dtype) * stride + stride // 2
+    scale = sizes_hw.flip(-1).to(dtype)[:, None, :]  # (w, h) per sample
+    c = centers * scale  # [N,Q,2] pixels (x, y)
+    dx = c[..., 0, None, None] - xs.view(1, 1, 1, w)
+    dy = c[..., 1, None, None] - ys.view(1, 1, h, 1)
+    return torch.stack([dx.expand(-1, -1, h, w), dy.expand(-1, -1, h, w)], dim=2)
+
+
+class DynamicMaskHead(nn.Module):
+    def __init__(self, hidden_dim: int, mask_channels: int, rel_coord: bool, feat_stride: int):
+        super().__init__()
+        self.hidden_dim = hidden_dim
+        self.mask_channels = mask_channels
+        self.rel_coord = rel_coord
+        self.feat_stride = feat_stride
+        self.weight_nums, self.bias_nums = dynamic_param_sizes(hidden_dim, mask_channels, rel_coord)
+        num_params = sum(self.weight_nums) + sum(self.bias_nums)
+        self.controller = MLP(hidden_dim, hidden_dim, num_params, CONTROLLER_MLP_LAYERS)
+        for layer in self.controller.layers:
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, queries: torch.Tensor, feats: torch.Tensor, centers: torch.Tensor,
+                sizes_hw: torch.Tensor) -> torch.Tensor:
+        """queries [N,Q,C] (decoder output), feats [N,C,h,w] (mask features), centers [N,Q,2] (detached
+        box centres), sizes_hw [N,2] unpadded input sizes -> mask logits [N,Q,c,h,w]."""
+        n, q, _ = queries.shape
+        h, w = feats.shape[-2:]
+        c = self.mask_channels
+        params = self.controller(queries)  # [N,Q,P]
+        w0, w1, b0, b1 = torch.split(params, self.weight_nums + self.bias_nums, dim=-1)
+        cin = self.weight_nums[0] // c
+        w0 = w0.reshape(n, q, c, cin)
+        w1 = w1.reshape(n, q, c, c)
+        flat = feats.flatten(2)  # [N,C,HW]
+        # Layer 0 split by input group so the C-channel features are not copied once per query:
+        # [coords ; feats] . w0 = coords . w0[:, :2] + feats . w0[:, 2:]  (coords first, as the official input)
+        if self.rel_coord:
+            coords = relative_coords(centers, sizes_hw, (h, w), self.feat_stride).flatten(3)  # [N,Q,2,HW]
+            x = torch.einsum("nqoc,ncp->nqop", w0[..., COORD_CHANNELS:], flat)
+            x = x + torch.einsum("nqok,nqkp->nqop", w0[..., :COORD_CHANNELS], coords)
+        else:
+            x = torch.einsum("nqoc,ncp->nqop", w0, flat)
+        x = F.relu(x + b0[..., None])
+        x = torch.einsum("nqoc,nqcp->nqop", w1, x) + b1[..., None]
+        return x.reshape(n, q, c, h, w)

@@ -1,0 +1,51 @@
+"""Turning user frames (arrays, PIL images, tensors) into the model's normalised input, with clear errors."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from vdit.errors import InputError
+from vdit.models.backbone.diffusion_backbone import IMAGENET_MEAN, IMAGENET_STD
+
+
+def _to_hwc_uint8(frame: Any, index: int) -> np.ndarray:
+    if isinstance(frame, torch.Tensor):
+        arr = frame.detach().cpu().numpy()
+        if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
+            arr = arr.transpose(1, 2, 0)  # CHW -> HWC
+    else:
+        arr = np.asarray(frame)
+    if arr.ndim == 2:
+        raise InputError(f"frame {index} is single-channel (grey) {arr.shape}; give RGB frames")
+    if arr.ndim != 3:
+        raise InputError(f"frame {index} has shape {arr.shape}; expected H x W x 3")
+    if arr.shape[-1] == 1:
+        raise InputError(f"frame {index} is single-channel (grey); give RGB frames")
+    if arr.shape[-1] == 4:
+        raise InputError(f"frame {index} is RGBA; drop the alpha channel (e.g. image.convert('RGB'))")
+    if arr.shape[-1] != 3:
+        raise InputError(f"frame {index} has {arr.shape[-1]} channels; expected 3 (RGB)")
+    if arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.floating) and arr.size and arr.max() <= 1.0:
+            arr = arr * 255.0
+        arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+    return arr
+
+
+def frames_to_tensor(frames: Sequence[Any]) -> torch.Tensor:
+    """A clip as a list of RGB frames (uint8 H x W x 3 arrays, PIL images, or tensors) -> [T,3,H,W] float,
+    ImageNet-normalised. All frames must have the same size."""
+    if len(frames) == 0:
+        raise InputError("the clip has no frames")
+    arrays = [_to_hwc_uint8(f, i) for i, f in enumerate(frames)]
+    size = arrays[0].shape[:2]
+    for i, a in enumerate(arrays):
+        if a.shape[:2] != size:
+            raise InputError(f"frame {i} is {a.shape[1]}x{a.shape[0]} but frame 0 is {size[1]}x{size[0]}: "
+                             "all frames of a clip must have the same size")
+    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (x - mean) / std

@@ -1,0 +1,363 @@
+"""The VD-IT network: diffusion backbone + DETR-style referring head (spec 2-3).
+
+    model = VDIT.from_config(cfg)                  # loads the frozen foundation models named in cfg
+    out = model(frames, texts)                     # inference: best query per clip, masks M [B,T,H,W]
+    out = model(frames, texts, targets=batch)      # training: per-layer matching, outputs for SetCriterion
+
+Only the head's and the backbone's new modules are trainable (~30 M parameters at full scale); the
+foundation models are frozen (`requires_grad=False`, eval mode) but gradients flow through the UNet.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vdit import __version__
+from vdit.config import ModelConfig, from_dict
+from vdit.errors import ConfigError, InputError, ModelLoadError
+from vdit.losses.matcher import VideoHungarianMatcher
+from vdit.models.backbone.diffusion_backbone import MIN_SIDE, DiffusionBackbone, VisualFeatures, level_masks
+from vdit.models.foundation import Foundation, build_foundation_on_meta, load_foundation
+from vdit.models.head.deformable_transformer import DeformableTransformer, inverse_sigmoid
+from vdit.models.head.dynamic_mask import DynamicMaskHead, mask_features
+from vdit.models.head.mlp import MLP
+from vdit.models.head.mso import MSO
+from vdit.models.head.position_encoding import PositionEmbeddingSine1D, PositionEmbeddingSine2D
+from vdit.models.head.queries import TextInstanceQueries
+from vdit.models.head.text import FeatureResizer, TextEncoder, check_texts
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+INPUT_SIZE_DIVISIBILITY = 16  # eval pads to 16 inside the model (training batches come padded to 32)
+BOX_MLP_LAYERS = 3
+
+
+class VDIT(nn.Module):
+    def __init__(self, cfg: ModelConfig, foundation: Foundation):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        hd = cfg.head
+        c = hd.hidden_dim
+        self.backbone = DiffusionBackbone(cfg.backbone, foundation)
+        self.text_encoder = TextEncoder(foundation.text_encoder, foundation.text_tokenizer,
+                                        official_dropout=cfg.backbone.official_frozen_dropout)
+        self.text_proj = FeatureResizer(foundation.text_encoder.config.hidden_size, c, hd.text_proj_dropout,
+                                        hd.text_proj_ln_eps)
+        self.text_pos = PositionEmbeddingSine1D(c, normalize=True)
+        self.position_embedding = PositionEmbeddingSine2D(c // 2, normalize=True)
+        self.queries = TextInstanceQueries(hd.num_queries, c, hd.fusion_nheads)
+        self.query_embed = nn.Embedding(hd.num_queries, c)
+
+        lc = cfg.backbone.level_channels
+        # Transformer inputs: levels 1..3 (s8, s16, s32) + one extra s64 level from the raw level 3.
+        projs = [nn.Sequential(nn.Conv2d(ch, c, kernel_size=1), nn.GroupNorm(hd.group_norm_groups, c))
+                 for ch in lc[1:]]
+        projs.append(nn.Sequential(nn.Conv2d(lc[-1], c, kernel_size=3, stride=2, padding=1),
+                                   nn.GroupNorm(hd.group_norm_groups, c)))
+        self.input_proj = nn.ModuleList(projs)
+        for proj in self.input_proj:
+            nn.init.xavier_uniform_(proj[0].weight, gain=1)
+            nn.init.zeros_(proj[0].bias)
+
+        self.transformer = DeformableTransformer(
+            d_model=c, nhead=hd.nheads, num_encoder_layers=hd.enc_layers, num_decoder_layers=hd.dec_layers,
+            dim_feedforward=hd.dim_feedforward, dropout=hd.dropout, num_feature_levels=hd.num_feature_levels,
+            dec_n_points=hd.dec_n_points, enc_n_points=hd.enc_n_points,
+        )
+        prior = -math.log((1 - hd.class_prior_prob) / hd.class_prior_prob)
+        self.class_embed = nn.ModuleList(nn.Linear(c, 1) for _ in range(hd.dec_layers))
+        self.bbox_embed = nn.ModuleList(MLP(c, c, 4, BOX_MLP_LAYERS) for _ in range(hd.dec_layers))
+        for cls, box in zip(self.class_embed, self.bbox_embed):
+            nn.init.constant_(cls.bias, prior)
+            nn.init.zeros_(box.layers[-1].weight)
+            nn.init.zeros_(box.layers[-1].bias)
+        with torch.no_grad():
+            self.bbox_embed[0].layers[-1].bias[2:] = hd.box_wh_bias_init
+        # Iterative box refinement: the decoder refines its references with the head's box MLPs.
+        self.transformer.decoder.bbox_embed = self.bbox_embed
+
+        self.mask_head = DynamicMaskHead(c, hd.dynamic_mask_channels, hd.rel_coord, hd.mask_feat_stride)
+        self.mask_refine = MSO(hd.dynamic_mask_channels, lc[1], lc[0], hd.mask_out_stride)
+        lo = cfg.loss
+        self.matcher = VideoHungarianMatcher(cost_class=lo.cost_class, cost_bbox=lo.cost_bbox, cost_giou=lo.cost_giou,
+                                             cost_mask=lo.cost_mask, cost_dice=lo.cost_dice,
+                                             focal_alpha=lo.focal_alpha, focal_gamma=lo.focal_gamma)
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, torch_dtype: torch.dtype | None = None) -> "VDIT":
+        """Load the frozen foundation models named by `cfg.foundation` and build the network."""
+        return cls(cfg, load_foundation(cfg.foundation, torch_dtype=torch_dtype))
+
+    @classmethod
+    def on_meta(cls, cfg: ModelConfig) -> "VDIT":
+        """The whole network on the meta device: exact shapes and counts, no weights, no memory."""
+        foundation = build_foundation_on_meta(cfg.foundation.arch)
+        with torch.device("meta"):
+            return cls(cfg, foundation)
+
+    def trainable_named_parameters(self) -> dict[str, nn.Parameter]:
+        return {n: p for n, p in self.named_parameters() if p.requires_grad}
+
+    # ------------------------------------------------------------------ weights on disk
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write `model.safetensors` (the trainable parameters only) and `config.json` (the full model
+        config, naming the frozen foundation models). Files are written to temporary names and renamed,
+        so an interrupted save never leaves a half-written file behind."""
+        from safetensors.torch import save_file
+
+        from vdit.config import to_dict
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {n: p.detach().cpu().contiguous() for n, p in self.trainable_named_parameters().items()}
+        tmp = directory / f".{WEIGHTS_NAME}.tmp"
+        save_file(tensors, str(tmp), metadata={"format": "pt", "vdit_version": __version__})
+        os.replace(tmp, directory / WEIGHTS_NAME)
+        tmp = directory / f".{CONFIG_NAME}.tmp"
+        tmp.write_text(json.dumps({"vdit_version": __version__, "model": to_dict(self.cfg)}, indent=2))
+        os.replace(tmp, directory / CONFIG_NAME)
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, foundation: dict[str, str] | None = None,
+                        torch_dtype: torch.dtype | None = None) -> "VDIT":
+        """Build from a folder (or hub id) written by `save_pretrained`. `foundation` overrides the
+        foundation model locations recorded in its config (e.g. local copies)."""
+        cfg = load_model_config(name_or_path)
+        for key, value in (foundation or {}).items():
+            if not hasattr(cfg.foundation, key):
+                raise ModelLoadError(f"unknown foundation key {key!r}; known: t2v, clip_vision, text_encoder")
+            setattr(cfg.foundation, key, value)
+        model = cls.from_config(cfg, torch_dtype=torch_dtype)
+        model.load_trainable(_resolve(name_or_path, WEIGHTS_NAME))
+        return model
+
+    def load_trainable(self, weights_file: str | Path) -> None:
+        """Load trainable parameters from a safetensors file; every key must match exactly."""
+        from safetensors.torch import load_file
+
+        try:
+            tensors = load_file(str(weights_file))
+        except Exception as exc:  # safetensors raises its own error type on truncated files
+            raise ModelLoadError(f"cannot read weights {weights_file}: {exc}") from exc
+        own = self.trainable_named_parameters()
+        missing = sorted(set(own) - set(tensors))
+        unexpected = sorted(set(tensors) - set(own))
+        if missing or unexpected:
+            raise ModelLoadError(
+                f"{weights_file} does not fit this model: {len(missing)} missing (e.g. {missing[:3]}), "
+                f"{len(unexpected)} unexpected (e.g. {unexpected[:3]}) parameters")
+        with torch.no_grad():
+            for name, p in own.items():
+                t = tensors[name]
+                if t.shape != p.shape:
+                    raise ModelLoadError(f"{weights_file}: {name} has shape {tuple(t.shape)}, "
+                                         f"the model expects {tuple(p.shape)}")
+                p.copy_(t.to(p.dtype))
+
+    # ------------------------------------------------------------------ forward
+
+    def forward(
+        self,
+        frames: torch.Tensor,
+        texts: list[str],
+        pad_mask: torch.Tensor | None = None,
+        sizes: torch.Tensor | None = None,
+        targets: Any | None = None,
+        valid_indices: list[list[int]] | None = None,
+        visual: VisualFeatures | None = None,
+        mask_queries: str = "best",
+    ) -> dict[str, Any]:
+        """frames [B,T,3,H,W] ImageNet-normalised; texts: one per clip; pad_mask [B,T,H,W] (True = pad);
+        sizes [B,2] unpadded (h, w). With `targets` (masks/boxes/valid [+valid_indices]) the outputs are
+        the training outputs of SetCriterion; without, inference outputs (`mask_queries` = "best": the
+        query with the highest mean score over frames, M [B,T,H,W]; "all": M for every query [B,T,Q,H,W]).
+        `visual` = precomputed `backbone.encode_visual(frames)` (shared by several sentences of a video).
+        """
+        frames, pad_mask, sizes = self._check_inputs(frames, texts, pad_mask, sizes)
+        texts = check_texts(texts, frames.shape[0])
+        b, t = frames.shape[:2]
+        frames, pad_mask, targets = self._pad_to_divisible(frames, pad_mask, targets)
+        if valid_indices is None and targets is not None:
+            valid_indices = getattr(targets, "valid_indices", None)
+
+        levels = self.backbone(frames, texts, visual=visual)  # 4 x [B*T, C_l, h_l, w_l]
+        pad = pad_mask.flatten(0, 1)
+        frame_sizes = sizes.repeat_interleave(t, dim=0)
+        if valid_indices is not None:  # A2D/JHMDB: the head runs on the annotated frame(s) only
+            index = self._frame_index(valid_indices, b, t, frames.device)
+            levels = [lv[index] for lv in levels]
+            pad, frame_sizes = pad[index], frame_sizes[index]
+            t = len(valid_indices[0])
+        n = b * t
+
+        # text branch and text-conditioned queries
+        words, word_pad = self.text_encoder(texts, frames.device)
+        words = self.text_proj(words.to(self.text_proj.fc.weight.dtype))
+        word_pos = self.text_pos(word_pad)
+        queries = self.queries(words, word_pad, word_pos)  # [B,Q,C]
+        tgt = queries.repeat_interleave(t, dim=0)  # the same Q queries in every frame of a clip
+        query_pos = self.query_embed.weight[None].expand(n, -1, -1)
+
+        # transformer inputs: levels 1..3 + the extra s64 level
+        srcs = [proj(lv) for proj, lv in zip(self.input_proj[:-1], levels[1:])]
+        srcs.append(self.input_proj[-1](levels[-1]))
+        masks = level_masks(pad, srcs)
+        pos = [self.position_embedding(m).to(s.dtype) for m, s in zip(masks, srcs)]
+        hs, init_ref, inter_refs, memory = self.transformer(srcs, masks, pos, tgt, query_pos)
+
+        feats = mask_features(memory)  # [N,C,h8,w8]
+        layers = []
+        for lvl in range(hs.shape[0]):
+            ref = init_ref if lvl == 0 else inter_refs[lvl - 1]
+            logits = self.class_embed[lvl](hs[lvl])
+            delta = self.bbox_embed[lvl](hs[lvl])
+            if ref.shape[-1] == 4:
+                delta = delta + inverse_sigmoid(ref)
+            else:
+                delta = torch.cat([delta[..., :2] + inverse_sigmoid(ref), delta[..., 2:]], dim=-1)
+            boxes = delta.sigmoid()
+            centers = inter_refs[lvl][..., :2].detach()
+            dyn = self.mask_head(hs[lvl], feats, centers, frame_sizes)  # [N,Q,c,h8,w8]
+            low = F.pixel_shuffle(dyn.flatten(0, 1), self.cfg.head.mask_out_stride)  # [N*Q,1,h2,w2]
+            q = dyn.shape[1]
+            layers.append({
+                "pred_logits": logits.reshape(b, t, q, 1),
+                "pred_boxes": boxes.reshape(b, t, q, 4),
+                "masks_low_all": low.reshape(b, t, q, *low.shape[-2:]),
+                "dyn": dyn.reshape(b, t, q, *dyn.shape[2:]),
+            })
+        if targets is not None:
+            return self._training_outputs(layers, levels, targets)
+        return self._inference_outputs(layers[-1], levels, mask_queries, sizes)
+
+    def _refine(self, dyn_sel: torch.Tensor, levels: list[torch.Tensor]) -> torch.Tensor:
+        """dyn_sel [B,T,c,h8,w8] (one query per clip) -> M logits [B,T,H,W] via MSO."""
+        b, t = dyn_sel.shape[:2]
+        m = self.mask_refine(dyn_sel.flatten(0, 1), levels[1], levels[0])
+        return m.reshape(b, t, *m.shape[-2:])
+
+    def _training_outputs(self, layers: list[dict], levels: list[torch.Tensor], targets: Any) -> dict[str, Any]:
+        outs = []
+        for layer in layers:
+            with torch.no_grad():
+                matched = self.matcher(layer["pred_logits"], layer["pred_boxes"], layer["masks_low_all"], targets)
+            ar = torch.arange(matched.shape[0], device=matched.device)
+            outs.append({
+                "pred_logits": layer["pred_logits"],
+                "pred_boxes": layer["pred_boxes"],
+                "pred_masks": self._refine(layer["dyn"][ar, :, matched], levels),
+                "pred_masks_low": layer["masks_low_all"][ar, :, matched],
+                "matched_query": matched,
+            })
+        out = dict(outs[-1])
+        out["aux_outputs"] = outs[:-1] if self.cfg.loss.aux_loss else []
+        out["targets"] = targets
+        return out
+
+    def _inference_outputs(self, layer: dict, levels: list[torch.Tensor], mask_queries: str,
+                           sizes: torch.Tensor) -> dict[str, Any]:
+        logits = layer["pred_logits"]  # [B,T,Q,1]
+        scores = logits.sigmoid().mean(dim=1).amax(dim=-1)  # [B,Q]: mean over frames, max over classes
+        best = scores.argmax(dim=-1)
+        out = {"pred_logits": logits, "pred_boxes": layer["pred_boxes"], "scores": scores, "best_query": best,
+               "pred_masks_low": layer["masks_low_all"], "sizes": sizes}
+        if mask_queries == "best":
+            ar = torch.arange(best.shape[0], device=best.device)
+            out["pred_masks"] = self._refine(layer["dyn"][ar, :, best], levels)
+        elif mask_queries == "all":
+            dyn = layer["dyn"]
+            per_q = [self._refine(dyn[:, :, q], levels) for q in range(dyn.shape[2])]
+            out["pred_masks"] = torch.stack(per_q, dim=2)
+        else:
+            raise ValueError(f"mask_queries must be 'best' or 'all', got {mask_queries!r}")
+        return out
+
+    # ------------------------------------------------------------------ input handling
+
+    def _check_inputs(self, frames, texts, pad_mask, sizes):
+        if not isinstance(frames, torch.Tensor) or frames.dim() != 5:
+            shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
+            raise InputError(f"frames must be a [B,T,3,H,W] tensor, got {shape}")
+        b, t, ch, h, w = frames.shape
+        if ch != 3:
+            kind = {1: "single-channel (grey)", 4: "RGBA"}.get(ch, f"{ch}-channel")
+            raise InputError(f"frames are {kind}; VD-IT needs RGB frames [B,T,3,H,W] (convert them first)")
+        if b == 0 or t == 0:
+            raise InputError(f"empty input: {b} clips of {t} frames")
+        if h < MIN_SIDE or w < MIN_SIDE:
+            raise InputError(f"frames are {h}x{w}; the UNet needs at least {MIN_SIDE}x{MIN_SIDE} pixels")
+        if not torch.isfinite(frames).all():
+            raise InputError("frames contain NaN or Inf values")
+        if pad_mask is None:
+            pad_mask = torch.zeros((b, t, h, w), dtype=torch.bool, device=frames.device)
+        elif pad_mask.shape != (b, t, h, w):
+            raise InputError(f"pad_mask must be [B,T,H,W] = {(b, t, h, w)}, got {tuple(pad_mask.shape)}")
+        if sizes is None:
+            sizes = (~pad_mask[:, 0]).flatten(1).new_tensor([[h, w]] * b, dtype=torch.long)
+        return frames, pad_mask, sizes.to(frames.device)
+
+    @staticmethod
+    def _pad_to_divisible(frames, pad_mask, targets):
+        h, w = frames.shape[-2:]
+        d = INPUT_SIZE_DIVISIBILITY
+        ph, pw = (-h) % d, (-w) % d
+        if ph == 0 and pw == 0:
+            return frames, pad_mask, targets
+        frames = F.pad(frames, (0, pw, 0, ph))
+        pad_mask = F.pad(pad_mask, (0, pw, 0, ph), value=True)
+        if targets is not None:
+            targets = SimpleNamespace(masks=F.pad(targets.masks.float(), (0, pw, 0, ph)), boxes=targets.boxes,
+                                      valid=targets.valid, valid_indices=getattr(targets, "valid_indices", None))
+        return frames, pad_mask, targets
+
+    @staticmethod
+    def _frame_index(valid_indices: list[list[int]], b: int, t: int, device) -> torch.Tensor:
+        k = len(valid_indices[0])
+        if len(valid_indices) != b or any(len(v) != k or min(v) < 0 or max(v) >= t for v in valid_indices):
+            raise InputError(f"valid_indices must give {b} lists of the same length with frame positions in [0,{t})")
+        return torch.tensor([i * t + j for i, v in enumerate(valid_indices) for j in v], device=device)
+
+
+def _resolve(name_or_path: str | Path, filename: str) -> Path:
+    local = Path(name_or_path).expanduser()
+    if local.is_dir():
+        path = local / filename
+        if not path.is_file():
+            raise ModelLoadError(f"{local} has no {filename} (expected a folder written by save_pretrained)")
+        return path
+    if local.exists() or str(name_or_path).startswith((".", "/", "~")):
+        raise ModelLoadError(f"weights path {name_or_path} is not a folder written by save_pretrained")
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(str(name_or_path), filename))
+    except Exception as exc:  # offline, unknown repo, ...: one line for the user
+        raise ModelLoadError(f"cannot get {filename} of {name_or_path}: {str(exc).splitlines()[0]}") from exc
+
+
+def load_model_config(name_or_path: str | Path) -> ModelConfig:
+    """The ModelConfig stored beside weights written by `VDIT.save_pretrained`."""
+    path = _resolve(name_or_path, CONFIG_NAME)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict) or "model" not in data:
+        raise ModelLoadError(f"{path} is not a vdit config (no 'model' section)")
+    try:
+        return from_dict(ModelConfig, data["model"]).validate()
+    except ConfigError as exc:
+        raise ModelLoadError(f"{path}: {exc}") from exc

@@ -1,0 +1,107 @@
+"""`vdit segment`: referring segmentation of your own video, frames folder or image.
+
+    vdit segment --video clip.mp4 --text "a dog running on the beach" --weights runs/x/final --out out/
+
+Writes DIR/masks/<text_index>/<frame:05d>.png (0/255), DIR/overlay.mp4 and DIR/summary.json; the
+outputs appear in DIR only once complete, summary.json last (see vdit/inference/export.py).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vdit.errors import InputError, ModelLoadError
+
+# The built-in model will come from the miniature-world training; until then weights must be given.
+NO_WEIGHTS_MESSAGE = ("no built-in VD-IT weights exist yet: --weights DIR (a folder written by "
+                      "VDIT.save_pretrained) is required")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("segment", help="segment the objects a text refers to in a video / frames folder / image")
+    p.add_argument("--video", required=True, metavar="PATH",
+                   help="video file (mp4, ...), folder of frames (sorted by name) or one image (a 1-frame video)")
+    p.add_argument("--text", action="append", required=True, metavar="TEXT",
+                   help="referring expression (repeat for several; masks/<i>/ follows their order)")
+    p.add_argument("--weights", metavar="DIR", help="folder written by VDIT.save_pretrained (required for now)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--window", type=int, default=None, metavar="N",
+                   help="frames per window for long videos (Ref-DAVIS uses 36); default: whole video as one clip")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
+    p.add_argument("--short-side", type=int, default=None, metavar="PX",
+                   help="model input short side (default 360, the evaluation size)")
+    p.add_argument("--max-size", type=int, default=None, metavar="PX",
+                   help="cap on the model input long side (default 640; 0 = no cap)")
+    p.add_argument("--threshold", type=float, default=None, help="mask threshold on probabilities (default 0.5)")
+    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="only the first N frames")
+    p.add_argument("--fps", type=float, default=None,
+                   help="frame rate of the overlay for frames folders / images (default 25); overrides a video's")
+    p.add_argument("--sharing", default="batch", choices=["batch", "loop", "none"],
+                   help="share the text-independent backbone work between texts: batch (default), loop, none")
+    amp = p.add_mutually_exclusive_group()
+    amp.add_argument("--amp", dest="amp", action="store_true", default=None,
+                     help="autocast (fp16 on CUDA, bf16 on CPU); default: on for CUDA only")
+    amp.add_argument("--no-amp", dest="amp", action="store_false")
+    p.add_argument("--foundation", action="append", default=[], metavar="KEY=PATH",
+                   help="override a foundation model location of the weights' config (t2v, clip_vision, text_encoder)")
+    p.add_argument("--quiet", action="store_true", help="no per-window progress lines on stderr")
+    p.set_defaults(func=run)
+
+
+def _foundation_overrides(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise InputError(f"--foundation expects KEY=PATH, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _check_weights(weights: str | None) -> None:
+    from pathlib import Path
+
+    from vdit.models.vdit import CONFIG_NAME, WEIGHTS_NAME
+
+    if weights is None:
+        raise ModelLoadError(NO_WEIGHTS_MESSAGE)
+    path = Path(weights).expanduser()
+    if not path.is_dir():
+        raise ModelLoadError(f"weights folder not found: {path} (expected a folder written by VDIT.save_pretrained)")
+    for name in (WEIGHTS_NAME, CONFIG_NAME):
+        if not (path / name).is_file():
+            raise ModelLoadError(f"{path} has no {name} (expected a folder written by VDIT.save_pretrained)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vdit.data.transforms import EVAL_MAX_SIZE, EVAL_SHORT_SIDE
+    from vdit.inference.export import prepare_output, segment_to_dir
+    from vdit.inference.io import open_source
+    from vdit.inference.predictor import DEFAULT_THRESHOLD, VDITPredictor, normalize_texts
+    from vdit.inference.windows import check_window
+
+    # Cheap checks first: nothing is loaded before the inputs and the output folder are known good.
+    check_window(args.window)
+    texts = normalize_texts(args.text)
+    _check_weights(args.weights)
+    foundation = _foundation_overrides(args.foundation)
+    source = open_source(args.video, fps=args.fps, max_frames=args.max_frames)
+    out, probe = prepare_output(args.out)
+    probe.rmdir()
+
+    max_size = EVAL_MAX_SIZE if args.max_size is None else (args.max_size or None)
+    predictor = VDITPredictor(
+        weights=args.weights, device=args.device, window=args.window,
+        short_side=EVAL_SHORT_SIDE if args.short_side is None else args.short_side, max_size=max_size,
+        threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold, amp=args.amp,
+        sharing=args.sharing, foundation=foundation or None,
+    )
+
+    def progress(win) -> None:
+        print(f"frames {win.start}-{win.end - 1}: chosen queries {win.chosen_query.tolist()}", file=sys.stderr)
+
+    summary = segment_to_dir(predictor, source, texts, out, progress=None if args.quiet else progress,
+                             extra={"weights": str(args.weights)})
+    print(f"segmented {summary['num_frames']} frames x {len(texts)} text(s) in {summary['elapsed_s']:.1f}s; "
+          f"wrote {out}/masks/, {out}/overlay.mp4, {out}/summary.json")
+    return 0

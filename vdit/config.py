@@ -258,6 +258,11 @@ def load_yaml(cls: type, path: str | Path) -> Any:
 
 def _parse_value(text: str, current: Any) -> Any:
     value = yaml.safe_load(text)
+    if isinstance(value, str) and isinstance(current, (int, float)) and not isinstance(current, bool):
+        try:  # YAML 1.1 reads "5e-5" (no dot) as a string; users mean the number
+            value = float(text)
+        except ValueError:
+            pass
     if isinstance(current, bool) and not isinstance(value, bool):
         raise ConfigError(f"expected true/false, got {text!r}")
     if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):

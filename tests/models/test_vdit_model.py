@@ -280,3 +280,18 @@ def test_truncated_foundation_weights(tiny_root, tmp_path):
     f.write_bytes(f.read_bytes()[:1000])
     with pytest.raises(ModelLoadError, match="UNet"):
         VDIT.from_config(tiny_config(broken))
+
+
+def test_text_encoder_learns_when_made_trainable(tiny_root):
+    model = _model(tiny_root).train()
+    assert not model.text_encoder.text_backbone.training  # frozen: eval mode
+    model.text_encoder.text_backbone.requires_grad_(True)
+    model.train()
+    assert model.text_encoder.text_backbone.training  # fine-tuned: dropout on
+    with torch.no_grad():
+        words, _ = model.text_encoder(["the red circle"], torch.device("cpu"))
+    assert not words.requires_grad  # no graph under no_grad
+    out = model(torch.randn(1, 2, 3, 64, 64), ["the red circle"])
+    out["pred_masks"].sum().backward()
+    grads = [p.grad for p in model.text_encoder.text_backbone.parameters()]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)

@@ -45,12 +45,18 @@ class TextEncoder(nn.Module):
     def hidden_size(self) -> int:
         return int(self.text_backbone.config.hidden_size)
 
+    @property
+    def trainable(self) -> bool:
+        """RoBERTa is frozen in the main recipes and fine-tuned in RefCOCO pre-training."""
+        return any(p.requires_grad for p in self.text_backbone.parameters())
+
     def train(self, mode: bool = True) -> "TextEncoder":
         super().train(mode)
-        self.text_backbone.train(mode and self.official_dropout)
+        # A frozen encoder stays in eval mode unless the official dropout side effect is asked for; one
+        # being fine-tuned trains normally (dropout on), as in SgMg's pre-training.
+        self.text_backbone.train(mode and (self.official_dropout or self.trainable))
         return self
 
-    @torch.no_grad()
     def forward(self, texts: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = [len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
         if max(lengths) > self.max_tokens and not self._warned:
@@ -59,7 +65,8 @@ class TextEncoder(nn.Module):
             self._warned = True
         enc = self.tokenizer(texts, padding="longest", truncation=True, max_length=self.max_tokens,
                              return_tensors="pt").to(device)
-        out = self.text_backbone(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.trainable):
+            out = self.text_backbone(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
         return out.last_hidden_state, enc["attention_mask"].ne(1)
 
 

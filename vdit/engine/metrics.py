@@ -1,0 +1,96 @@
+"""Run records: metrics as JSON lines (always), TensorBoard scalars (when `tensorboard` is installed),
+and human messages on stderr mirrored to `train.log`. Only rank 0 writes; other ranks get a silent logger.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+METRICS_FILE = "metrics.jsonl"
+LOG_FILE = "train.log"
+TENSORBOARD_DIR = "tensorboard"
+MESSAGE_PREFIX = "[vdit train]"
+
+
+def _finite_or_str(value: Any) -> Any:
+    """JSON has no NaN/Inf: write them as strings so the file stays valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+class RunLogger:
+    """`record(event, **fields)` appends one JSON line; `scalars(step, values)` feeds TensorBoard;
+    `info(msg)` prints a message. Disabled (no files, no output) when `enabled` is false."""
+
+    def __init__(self, run_dir: str | Path, enabled: bool = True, use_tensorboard: bool = True,
+                 stream: TextIO | None = None):
+        self.enabled = enabled
+        self.stream = stream if stream is not None else sys.stderr
+        self._jsonl = None
+        self._log = None
+        self._tb = None
+        if not enabled:
+            return
+        run_dir = Path(run_dir)
+        self._jsonl = open(run_dir / METRICS_FILE, "a", encoding="utf-8")
+        self._log = open(run_dir / LOG_FILE, "a", encoding="utf-8")
+        if use_tensorboard:
+            self._tb = self._open_tensorboard(run_dir / TENSORBOARD_DIR)
+
+    def _open_tensorboard(self, path: Path):
+        try:
+            import tensorboard  # noqa: F401  (the optional dependency group `tensorboard`)
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            self.info("tensorboard is not installed (pip install 'vdit[tensorboard]'); "
+                      f"metrics go to {METRICS_FILE} only")
+            return None
+        return SummaryWriter(log_dir=str(path))
+
+    @property
+    def has_tensorboard(self) -> bool:
+        return self._tb is not None
+
+    def info(self, message: str) -> None:
+        if not self.enabled:
+            return
+        line = f"{MESSAGE_PREFIX} {message}"
+        print(line, file=self.stream, flush=True)
+        if self._log is not None:
+            self._log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+            self._log.flush()
+
+    def record(self, event: str, **fields: Any) -> None:
+        if not self.enabled or self._jsonl is None:
+            return
+        row = {"event": event, "time": round(time.time(), 3)}
+        row.update({k: _finite_or_str(v) for k, v in fields.items()})
+        self._jsonl.write(json.dumps(row) + "\n")
+        self._jsonl.flush()
+
+    def scalars(self, step: int, values: dict[str, float], prefix: str = "train/") -> None:
+        if self._tb is None:
+            return
+        for key, value in values.items():
+            self._tb.add_scalar(prefix + key, value, step)
+
+    def close(self) -> None:
+        for handle in (self._jsonl, self._log):
+            if handle is not None:
+                handle.close()
+        if self._tb is not None:
+            self._tb.close()
+        self._jsonl = self._log = self._tb = None
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """All records of a metrics.jsonl file (a run folder or the file itself)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / METRICS_FILE
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

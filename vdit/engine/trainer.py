@@ -1,0 +1,422 @@
+"""The training loop (spec 5.1-5.3): AdamW + MultiStepLR per epoch, gradient clipping, DDP, AMP,
+gradient accumulation, atomic checkpoints and exact resumption.
+
+    trainer = Trainer(run_config, run_dir, resume=open_checkpoint(path) or None)
+    result = trainer.fit()
+
+Reproducibility contract: with the same config and seed, a run interrupted and resumed from any of its
+checkpoints ends with exactly the parameters of an uninterrupted run. This holds because
+- the data order is a pure function of (seed, epoch) (`EpochBatchSampler`), and each sample's
+  randomness a pure function of (seed, epoch, index) (the datasets' `sample_rng`);
+- the DataLoader draws its worker seeds from its own generator seeded (seed, epoch), never from the
+  global RNG;
+- a checkpoint holds the optimiser, scheduler and grad-scaler states and every rank's torch / CUDA /
+  python / numpy RNG states (dropout, VAE posterior sampling, Gaussian noise draw from them).
+
+A non-finite loss (or, without fp16 loss scaling, a non-finite gradient norm) skips the optimiser step
+with a message and a `nonfinite` metrics record; `max_consecutive_nonfinite` skips in a row stop the
+run with `NonFiniteLossError`. Losses are never silently zeroed (the official engine does that).
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+import os
+import random
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from vdit.config import RunConfig, save_yaml
+from vdit.engine import distributed as du
+from vdit.engine.checkpoint import (
+    CHECKPOINTS_DIR, FINAL_DIR, LATEST, Checkpoint, TrainState, load_init_weights, load_model_weights,
+    load_optimizer, load_rng, save_checkpoint,
+)
+from vdit.engine.datasets import build_train_dataset, ensure_synthetic, set_epoch
+from vdit.engine.metrics import RunLogger
+from vdit.engine.optim import (
+    TEXT_ENCODER_PREFIX, build_optimizer, build_scheduler, group_lrs, lr_scale, set_text_encoder_trainable,
+)
+from vdit.engine.sampler import EpochBatchSampler
+from vdit.errors import ConfigError, VditError
+
+RUN_CONFIG_FILE = "config.yaml"
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+SIZE_DIVISIBILITY = 32  # training batches are padded to a multiple of 32 (spec 5.3)
+NUMPY_SEED_MODULUS = 2**32
+TB_MAIN_TERMS = ("loss", "loss_ce", "loss_bbox", "loss_giou", "loss_mask", "loss_dice", "loss_mask_low",
+                 "loss_dice_low")
+
+
+class NonFiniteLossError(VditError):
+    """Too many consecutive optimiser steps had a NaN/Inf loss or gradient."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    state: TrainState
+    final_dir: Path | None  # save_pretrained folder of the finished model (None when stopped early)
+    last_checkpoint: Path | None
+
+
+def seed_everything(seed: int) -> None:
+    """torch (CPU and every CUDA device), python `random` and numpy global generators."""
+    random.seed(seed)
+    np.random.seed(seed % NUMPY_SEED_MODULUS)
+    torch.manual_seed(seed)
+
+
+def _loss_weights(cfg: RunConfig) -> dict[str, float]:
+    lo = cfg.model.loss
+    return {"loss_ce": lo.cls, "loss_bbox": lo.bbox, "loss_giou": lo.giou, "loss_mask": lo.mask,
+            "loss_dice": lo.dice, "loss_mask_low": lo.mask, "loss_dice_low": lo.dice}
+
+
+def build_criterion(cfg: RunConfig, model: nn.Module) -> nn.Module:
+    """SetCriterion with the config's loss weights; the model's matcher; one auxiliary term set per
+    decoder layer but the last when aux_loss is on."""
+    from vdit.losses import SetCriterion
+
+    lo = cfg.model.loss
+    num_aux = cfg.model.head.dec_layers - 1 if lo.aux_loss else 0
+    return SetCriterion(weight_dict=_loss_weights(cfg), focal_alpha=lo.focal_alpha, focal_gamma=lo.focal_gamma,
+                        num_aux_layers=num_aux, matcher=getattr(model, "matcher", None))
+
+
+def prepare_run_dir(run_dir: Path, resuming: bool) -> None:
+    """Create the run folder and check that it is writable and not an earlier run's (without --resume)."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"output directory {run_dir} is not writable ({exc.strerror or exc})") from None
+    if not resuming and (run_dir / CHECKPOINTS_DIR / LATEST).is_file():
+        raise ConfigError(f"{run_dir} already holds a run with checkpoints; pass --resume to continue it "
+                          "or choose another --out")
+
+
+def _on_main(dist_info: du.DistInfo, fn: Callable[[], Any]) -> Any:
+    """Run `fn` on rank 0; an error there is raised on every rank (instead of leaving the others waiting)."""
+    failure: VditError | None = None
+    result = None
+    if dist_info.is_main:
+        try:
+            result = fn()
+        except VditError as exc:
+            failure = exc
+    message = du.broadcast_object(str(failure) if failure is not None else None, dist_info.device)
+    if failure is not None:
+        raise failure
+    if message is not None:
+        raise ConfigError(f"rank 0: {message}")
+    du.barrier()
+    return result
+
+
+class Trainer:
+    """One training run on this process (see the module docstring)."""
+
+    def __init__(self, cfg: RunConfig, run_dir: str | Path, resume: Checkpoint | None = None,
+                 dist_info: du.DistInfo | None = None):
+        cfg.validate()
+        self.cfg = cfg
+        self.tc = cfg.train
+        self.run_dir = Path(run_dir)
+        self.resume = resume
+        self.dist = dist_info if dist_info is not None else du.init_distributed(self.tc.device)
+        self.device = self.dist.device
+        self.on_step_end: Callable[[TrainState], None] | None = None  # extension point (tests, callers)
+        if self.tc.init_required and not self.tc.init_from and resume is None:
+            raise ConfigError("this recipe starts from pre-trained weights: pass --init-from DIR "
+                              "(e.g. the final/ folder of a pretrain_refcoco run) or set train.init_from")
+
+        _on_main(self.dist, lambda: prepare_run_dir(self.run_dir, resume is not None))
+        self.log = RunLogger(self.run_dir, enabled=self.dist.is_main)
+        try:
+            _on_main(self.dist, lambda: save_yaml(cfg, self.run_dir / RUN_CONFIG_FILE))
+            if cfg.data.name == "synthetic":
+                wrote = _on_main(self.dist, lambda: ensure_synthetic(cfg.data))
+                if wrote:
+                    self.log.info(f"wrote a synthetic benchmark ({cfg.data.synthetic_videos} videos) "
+                                  f"to {cfg.data.root}")
+
+            # Data first: a wrong root fails fast, before the foundation models are loaded.
+            self.dataset = build_train_dataset(cfg.data, self.tc.num_frames, self.tc.seed)
+            self.sampler = EpochBatchSampler(len(self.dataset), self.tc.batch_size, self.dist.world_size,
+                                             self.dist.rank, self.tc.seed, self.tc.grad_accum)
+            seed_everything(self.tc.seed)
+            self.model = self._build_model()
+            self.criterion = build_criterion(cfg, self.model)
+            self.scale = lr_scale(self.tc, self.dist.world_size)
+            self.optimizer = build_optimizer(self.model, self.tc, self.scale)
+            self.scheduler = build_scheduler(self.optimizer, self.tc)
+            self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.tc.amp == "fp16")
+            self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+            self._text_encoder_checked = not self.tc.train_text_encoder
+            self.state = TrainState(world_size=self.dist.world_size, batch_size=self.tc.batch_size,
+                                    grad_accum=self.tc.grad_accum)
+            if resume is not None:
+                self._restore(resume)
+            else:
+                seed_everything(self.tc.seed + self.dist.rank)  # the official per-rank seed
+            self.ddp_model = self._wrap(self.model)
+        except BaseException:
+            self.log.close()
+            raise
+        self.last_checkpoint: Path | None = resume.path if resume is not None else None
+
+    # ------------------------------------------------------------------ setup
+
+    def _build_model(self) -> nn.Module:
+        from vdit.models.vdit import VDIT
+
+        model = VDIT.from_config(self.cfg.model)
+        if self.tc.train_text_encoder:
+            set_text_encoder_trainable(model, True)
+        if self.tc.init_from and self.resume is None:
+            info = load_init_weights(model, self.tc.init_from, tuple(self.tc.init_exclude))
+            excluded = f", {info['excluded']} excluded by {list(self.tc.init_exclude)}" if info["excluded"] else ""
+            self.log.info(f"initialised {info['loaded']} tensors from {self.tc.init_from}{excluded}")
+        model.to(self.device)
+        model.train()
+        return model
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        if not self.dist.distributed:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        # Frozen foundation buffers never change: no need to broadcast them every forward (the keyword
+        # changed name in recent torch releases).
+        params = inspect.signature(DistributedDataParallel.__init__).parameters
+        no_sync_buffers = {"forward_sync_buffers": False} if "forward_sync_buffers" in params \
+            else {"broadcast_buffers": False}
+        return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=self.tc.find_unused_parameters,
+                                       **no_sync_buffers)
+
+    def _restore(self, ckpt: Checkpoint) -> None:
+        load_model_weights(ckpt, self.model)
+        load_optimizer(ckpt, self.optimizer)
+        self.scheduler.load_state_dict(ckpt.scheduler)
+        if ckpt.scaler and self.scaler.is_enabled():
+            self.scaler.load_state_dict(ckpt.scaler)
+        saved = ckpt.state
+        self.state = TrainState(**{**saved.__dict__, "world_size": self.dist.world_size,
+                                   "batch_size": self.tc.batch_size, "grad_accum": self.tc.grad_accum})
+        same_layout = (saved.world_size, saved.batch_size, saved.grad_accum) == \
+            (self.dist.world_size, self.tc.batch_size, self.tc.grad_accum)
+        if not same_layout:
+            self.log.info(f"resuming with {self.dist.world_size} process(es) x batch {self.tc.batch_size} x accum "
+                          f"{self.tc.grad_accum} instead of {saved.world_size} x {saved.batch_size} x "
+                          f"{saved.grad_accum}: not an exact continuation")
+            done = saved.batch_in_epoch * saved.batch_size * saved.world_size
+            per_batch = self.tc.batch_size * self.dist.world_size
+            position = done // per_batch
+            self.state.batch_in_epoch = position - position % self.tc.grad_accum
+        if not load_rng(ckpt, self.dist.rank, self.device) or not same_layout:
+            seed_everything(self.tc.seed + self.dist.rank + saved.global_step)
+        self.log.info(f"resumed from {ckpt.path} (epoch {saved.epoch + 1}, step {saved.global_step})")
+
+    # ------------------------------------------------------------------ loop
+
+    def _autocast(self):
+        if self.tc.amp == "none":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=AMP_DTYPES[self.tc.amp])
+
+    def _loader(self, epoch: int, start: int):
+        from torch.utils.data import DataLoader
+
+        set_epoch(self.dataset, epoch)
+        self.sampler.set_epoch(epoch, start)
+        generator = torch.Generator().manual_seed(self.tc.seed + epoch)
+        return DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=self.tc.num_workers,
+                          collate_fn=_collate, generator=generator, persistent_workers=False)
+
+    def _micro_step(self, batch: Any, sync: bool) -> tuple[dict[str, float] | None, list[str]]:
+        """Forward + backward of one micro-batch. Returns (loss values, []) or (None, non-finite terms)."""
+        batch = batch.to(self.device)
+        no_sync = getattr(self.ddp_model, "no_sync", None)
+        ctx = no_sync() if (no_sync is not None and not sync) else contextlib.nullcontext()
+        with ctx:
+            with self._autocast():
+                out = self.ddp_model(batch.frames, batch.texts, pad_mask=batch.pad_mask, sizes=batch.sizes,
+                                     targets=batch)
+                losses = self.criterion(out, out["targets"])
+            loss = losses["loss"]
+            local_bad = not bool(torch.isfinite(loss.detach()).item())
+            if du.any_rank(local_bad, self.device):
+                bad_terms = sorted(k for k, v in losses.items() if not bool(torch.isfinite(v.detach()).all()))
+                return None, bad_terms or ["(another rank)"]
+            self.scaler.scale(loss / self.tc.grad_accum).backward()
+        return {k: float(v.detach()) for k, v in losses.items()}, []
+
+    def _optimizer_step(self) -> float:
+        """Unscale, clip, step. Returns the gradient norm before clipping (may be non-finite)."""
+        if not self._text_encoder_checked:
+            self._check_text_encoder_grads()
+        self.scaler.unscale_(self.optimizer)
+        max_norm = self.tc.clip_max_norm if self.tc.clip_max_norm > 0 else math.inf
+        norm = float(torch.nn.utils.clip_grad_norm_(self.trainable, max_norm))
+        if not math.isfinite(norm) and not self.scaler.is_enabled():
+            return norm  # caller skips the step; fp16 loss scaling handles inf itself (skips and backs off)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return norm
+
+    def _check_text_encoder_grads(self) -> None:
+        """train_text_encoder must mean that the text encoder learns: fail loudly when no gradient reaches it."""
+        self._text_encoder_checked = True
+        params = [p for n, p in self.model.named_parameters() if n.startswith(TEXT_ENCODER_PREFIX)]
+        if params and all(p.grad is None for p in params):
+            raise ConfigError("train.train_text_encoder=true but no gradient reached the text encoder in the first "
+                              "step; set train.train_text_encoder=false or report this as a bug")
+
+    def _skip(self, reason: str) -> None:
+        st = self.state
+        st.consecutive_nonfinite += 1
+        st.skipped_steps += 1
+        self.optimizer.zero_grad(set_to_none=True)
+        limit = self.tc.max_consecutive_nonfinite
+        self.log.info(f"step {st.global_step + 1} (epoch {st.epoch + 1}): {reason}; optimizer step skipped "
+                      f"({st.consecutive_nonfinite} in a row, the run stops at {limit})")
+        self.log.record("nonfinite", step=st.global_step + 1, epoch=st.epoch + 1, reason=reason,
+                        consecutive=st.consecutive_nonfinite)
+        if st.consecutive_nonfinite >= limit:
+            raise NonFiniteLossError(
+                f"{st.consecutive_nonfinite} consecutive optimizer steps had a non-finite loss or gradient "
+                f"(last: {reason}; epoch {st.epoch + 1}, step {st.global_step + 1}); stopping. "
+                "Lower train.lr, try train.amp=none, or check the data")
+
+    def _log_step(self, window: list[dict[str, float]], norm: float, t_start: float, steps_done: int) -> None:
+        keys = sorted(window[0])
+        local = torch.tensor([[w[k] for k in keys] for w in window], dtype=torch.float64).mean(0)
+        total = du.all_reduce_sum(local.to(self.device)).cpu() / self.dist.world_size
+        values = dict(zip(keys, total.tolist()))
+        st = self.state
+        elapsed = time.time() - t_start
+        global_batch = self.tc.batch_size * self.dist.world_size * self.tc.grad_accum
+        lrs = group_lrs(self.optimizer)
+        extra = {"amp_scale": float(self.scaler.get_scale())} if self.scaler.is_enabled() else {}
+        self.log.record("train", step=st.global_step, epoch=st.epoch + 1, batch=st.batch_in_epoch,
+                        **{f"lr/{k}": v for k, v in lrs.items()}, grad_norm=norm, skipped_steps=st.skipped_steps,
+                        **extra,
+                        samples_per_s=steps_done * global_batch / max(elapsed, 1e-9), **values)
+        self.log.scalars(st.global_step, {**{k: values[k] for k in TB_MAIN_TERMS if k in values},
+                                          "grad_norm": norm, **{f"lr_{k}": v for k, v in lrs.items()}})
+
+    def _checkpoint(self) -> None:
+        self.last_checkpoint = save_checkpoint(
+            self.run_dir, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler,
+            state=self.state, run_config=self.cfg, dist_info=self.dist, keep=self.tc.keep_checkpoints,
+        ) or self.last_checkpoint
+
+    def fit(self) -> TrainResult:
+        """Train to the end of the schedule (or `max_steps`); returns where the results are."""
+        from tqdm.auto import tqdm
+
+        tc, st = self.tc, self.state
+        steps_per_epoch = len(self.sampler) // tc.grad_accum
+        n_train = sum(p.numel() for p in self.trainable)
+        self.log.info(f"{len(self.dataset)} samples, {steps_per_epoch} steps/epoch x {tc.epochs} epochs; "
+                      f"{self.dist.world_size} process(es) x batch {tc.batch_size} x accum {tc.grad_accum}; "
+                      f"lr {group_lrs(self.optimizer)}; {n_train:,} trainable parameters; device {self.device}")
+        self.log.record("start", epochs=tc.epochs, steps_per_epoch=steps_per_epoch, world_size=self.dist.world_size,
+                        resumed_from=str(self.resume.path) if self.resume else None, step=st.global_step)
+        t_start, steps_done = time.time(), 0
+        stop = bool(tc.max_steps) and st.global_step >= tc.max_steps  # e.g. resumed without raising max_steps
+        try:
+            for epoch in range(st.epoch, tc.epochs):
+                if stop:
+                    break
+                st.epoch = epoch
+                start = st.batch_in_epoch
+                loader = self._loader(epoch, start)
+                bar = tqdm(total=len(self.sampler) // tc.grad_accum, initial=start // tc.grad_accum,
+                           desc=f"epoch {epoch + 1}/{tc.epochs}", disable=True if not self.dist.is_main else None,
+                           dynamic_ncols=True, leave=False)
+                window: list[dict[str, float]] = []
+                bad: list[str] = []
+                for micro, batch in enumerate(loader, start=start):
+                    last_of_window = (micro + 1) % tc.grad_accum == 0
+                    if not bad:
+                        values, bad = self._micro_step(batch, sync=last_of_window)
+                        if values is not None:
+                            window.append(values)
+                    if not last_of_window:
+                        continue
+                    norm = math.nan
+                    if bad:
+                        window = []
+                        self._skip(f"non-finite loss ({', '.join(bad)})")
+                    else:
+                        norm = self._optimizer_step()
+                        if not math.isfinite(norm) and not self.scaler.is_enabled():
+                            self._skip(f"non-finite gradient norm ({norm})")
+                        else:
+                            st.consecutive_nonfinite = 0
+                    self.optimizer.zero_grad(set_to_none=True)
+                    st.global_step += 1
+                    st.batch_in_epoch = micro + 1
+                    steps_done += 1
+                    if window and st.global_step % tc.log_every == 0:
+                        self._log_step(window, norm, t_start, steps_done)
+                    if window:
+                        bar.set_postfix(loss=f"{window[-1]['loss']:.4f}", refresh=False)
+                    bar.update(1)
+                    window, bad = [], []
+                    end_of_epoch = st.batch_in_epoch == len(self.sampler)
+                    stop = bool(tc.max_steps) and st.global_step >= tc.max_steps
+                    if tc.ckpt_every and st.global_step % tc.ckpt_every == 0 and not end_of_epoch and not stop:
+                        self._checkpoint()
+                    if self.on_step_end is not None:
+                        self.on_step_end(st)
+                    if stop:
+                        break
+                bar.close()
+                if st.batch_in_epoch == len(self.sampler):
+                    with warnings.catch_warnings():
+                        # fp16 loss scaling may have skipped every step of a short epoch: torch then warns
+                        # about the scheduler/optimizer order, which is not the case here.
+                        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step",
+                                                category=UserWarning)
+                        self.scheduler.step()
+                    st.epoch, st.batch_in_epoch = epoch + 1, 0
+                    self.log.record("epoch_end", epoch=epoch + 1, step=st.global_step,
+                                    lr=group_lrs(self.optimizer), skipped_steps=st.skipped_steps)
+                self._checkpoint()
+                if stop:
+                    break
+            final_dir = None
+            if st.epoch >= tc.epochs:
+                final_dir = self.run_dir / FINAL_DIR
+                if self.dist.is_main:
+                    self.model.save_pretrained(final_dir)
+                du.barrier()
+                self.log.info(f"done: {st.global_step} steps; weights in {final_dir}")
+            else:
+                self.log.info(f"stopped after {st.global_step} steps (train.max_steps={tc.max_steps}); continue with "
+                              f"--resume {self.run_dir} --set train.max_steps=0 (or a larger value)")
+            self.log.record("done" if final_dir else "stopped", step=st.global_step, epoch=st.epoch,
+                            skipped_steps=st.skipped_steps, elapsed_s=time.time() - t_start)
+            return TrainResult(self.run_dir, st, final_dir, self.last_checkpoint)
+        finally:
+            self.log.close()
+
+
+def _collate(samples):
+    from vdit.data.types import collate_clips
+
+    return collate_clips(samples, size_divisibility=SIZE_DIVISIBILITY)

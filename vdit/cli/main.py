@@ -14,9 +14,13 @@ from vdit.errors import VditError
 
 # One line per command module (keep sorted).
 COMMAND_MODULES = [
+    "vdit.cli.convert",
     "vdit.cli.data",
     "vdit.cli.eval",
+    "vdit.cli.evaluate",
     "vdit.cli.model_info",
+    "vdit.cli.segment",
+    "vdit.cli.train",
 ]
 
 

@@ -22,15 +22,19 @@ from __future__ import annotations
 import json
 import logging
 import random
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
-import torch
 
-from vdit.data.transforms import build_transforms, normalize_text
+# read_json, centred_window, write_coco_gt, MAX_RESAMPLE and the dataset machinery live in
+# vdit.data.common; they stay importable from here.
+from vdit.data.common import (
+    MAX_RESAMPLE, BadSampleSkipper, SampleListDataset, apply_transform, centred_window, drop_missing,
+    read_json, read_json_rows, resolve_transform, write_coco_gt,
+)
+from vdit.data.transforms import normalize_text
 from vdit.data.types import ClipSample
 from vdit.data.video_io import read_video_frames, write_video
 from vdit.errors import ConfigError, DataError
@@ -45,8 +49,7 @@ A2D_SPLITS = ("train", "test")
 A2D_NUM_FRAMES = 5  # window length T of spec 6.3 / 5.2
 A2D_LOCAL_SKIP = (1, 3)  # train: local neighbours at distance U{1..3} on each side of the annotated frame
 A2D_VIDEO_FPS = 24  # writer default; the loader never needs the frame rate
-MAX_RESAMPLE = 100  # train: attempts to find a sample whose target survives the augmentation
-COCO_DUMMY_CATEGORY = {"id": 1, "name": "dummy_class"}  # RVOS GT is class-agnostic (MTTR convention)
+A2D_SAMPLE_ROW = "[text, video_id, frame_idx, instance_id]"
 
 SAMPLING_MODES = ("window", "sparse")
 
@@ -70,34 +73,17 @@ def a2d_image_id(video_id: str, frame_idx: int, instance_id: int) -> str:
 # readers
 
 
-def read_json(path: str | Path) -> Any:
-    """json.load with a DataError naming the file on a missing, unreadable or malformed file."""
-    path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: cannot parse json ({exc})") from None
+def _parse_a2d_sample(entry: Any) -> A2DSample:
+    text, video_id, frame_idx, instance_id = entry
+    sample = A2DSample(str(text), str(video_id), int(frame_idx), int(instance_id))
+    if sample.frame_idx < 1:
+        raise DataError(f"frame_idx {sample.frame_idx} (frames are 1-based)")
+    return sample
 
 
 def read_a2d_samples(path: str | Path) -> list[A2DSample]:
     """Parse `a2d_sentences_single_frame_<split>_annotations.json`; DataError naming the file if malformed."""
-    data = read_json(path)
-    if not isinstance(data, list):
-        raise DataError(f"{path}: expected a list of [text, video_id, frame_idx, instance_id]")
-    samples = []
-    for i, entry in enumerate(data):
-        try:
-            text, video_id, frame_idx, instance_id = entry
-            sample = A2DSample(str(text), str(video_id), int(frame_idx), int(instance_id))
-        except (TypeError, ValueError):
-            raise DataError(f"{path}: entry {i} is not [text, video_id, frame_idx, instance_id]: {entry!r}") from None
-        if sample.frame_idx < 1:
-            raise DataError(f"{path}: entry {i}: frame_idx {sample.frame_idx} (frames are 1-based)")
-        samples.append(sample)
-    return samples
+    return read_json_rows(path, A2D_SAMPLE_ROW, _parse_a2d_sample)
 
 
 def read_a2d_instance_masks(path: str | Path) -> tuple[list[int], np.ndarray]:
@@ -140,16 +126,13 @@ def find_video_dir(root: str | Path) -> Path:
 # clip sampling
 
 
-def centred_window(frame: int, num_frames: int, num_video_frames: int) -> list[int]:
-    """0-based indices `[frame - T//2, frame + (T+1)//2)` clamped to the video (edge frames repeat)."""
-    if num_video_frames < 1:
-        raise ValueError("centred_window: empty video")
-    start = frame - num_frames // 2
-    return [min(max(i, 0), num_video_frames - 1) for i in range(start, start + num_frames)]
-
-
 def sparse_train_indices(frame: int, num_frames: int, num_video_frames: int, rng: random.Random) -> list[int]:
-    """The official A2D training clip: annotated frame, two local neighbours, T-3 global frames; sorted."""
+    """The official A2D training clip: annotated frame, two local neighbours, T-3 global frames; sorted.
+
+    Gives the same indices as `vdit.data.ytvos.sample_clip_indices` (the Ref-YTVOS recipe) except, as the
+    two official loaders do, for T = 2 (the frame *before* is kept here, the one after there) and for videos
+    with fewer frames than the T - 3 global frames (repeated differently); so each keeps its own function.
+    """
     n = num_video_frames
     lo_skip, hi_skip = A2D_LOCAL_SKIP
     local = [max(0, frame - rng.randint(lo_skip, hi_skip)), min(n - 1, frame + rng.randint(lo_skip, hi_skip))]
@@ -167,99 +150,18 @@ def sparse_train_indices(frame: int, num_frames: int, num_video_frames: int, rng
 
 
 # ---------------------------------------------------------------------------------------------------
-# shared dataset plumbing (also used by jhmdb.py and refcoco.py)
-
-
-class SeededSampling:
-    """Per-sample randomness as a pure function of (seed, epoch, index, attempt), as the YTVOS datasets do:
-    reproducible, and independent of how DataLoader workers share out the indices."""
-
-    dataset_name = "dataset"
-    seed = 0
-    epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch's random stream (sampling and augmentation differ per epoch)."""
-        self.epoch = int(epoch)
-
-    def sample_rng(self, index: int, attempt: int = 0) -> random.Random:
-        """The rng of one sample draw."""
-        return random.Random(f"vdit/{self.dataset_name}/{self.seed}/{self.epoch}/{index}/{attempt}")
-
-
-class BadSampleSkipper:
-    """Implements `skip_bad`: on DataError move on to the next sample and warn with a running count."""
-
-    def __init__(self, dataset_name: str, skip_bad: bool) -> None:
-        self.dataset_name = dataset_name
-        self.skip_bad = skip_bad
-        self.num_skipped = 0
-
-    def fetch(self, idx: int, length: int, load: Callable[[int], ClipSample]) -> ClipSample:
-        """`load(idx)`, or with skip_bad the first following index that loads (DataError if none does)."""
-        if not 0 <= idx < length:
-            raise IndexError(f"{self.dataset_name}: index {idx} out of range for {length} samples")
-        if not self.skip_bad:
-            return load(idx)
-        last_error: DataError | None = None
-        for offset in range(length):
-            j = (idx + offset) % length
-            try:
-                return load(j)
-            except DataError as exc:
-                self.num_skipped += 1
-                last_error = exc
-                warnings.warn(
-                    f"{self.dataset_name}: skipped bad sample {j} ({exc}); "
-                    f"{self.num_skipped} bad sample(s) skipped so far", RuntimeWarning, stacklevel=3)
-        raise DataError(f"{self.dataset_name}: every sample failed to load; last error: {last_error}")
-
-
-def drop_missing(
-    entries: Sequence[Any], paths_of: Callable[[Any], Sequence[Path]], dataset_name: str, skip_bad: bool
-) -> list[Any]:
-    """Check that every file an entry needs exists: DataError naming the first missing one, or (skip_bad)
-    drop those entries with one warning that counts them."""
-    exists: dict[Path, bool] = {}
-    kept, missing = [], []
-    for entry in entries:
-        absent = [p for p in paths_of(entry) if not exists.setdefault(p, p.is_file())]
-        (missing if absent else kept).append((entry, absent))
-    if missing:
-        first = missing[0][1][0]
-        if not skip_bad:
-            raise DataError(f"{first}: file not found ({len(missing)} sample(s) of {dataset_name} need a missing file)")
-        warnings.warn(f"{dataset_name}: skipped {len(missing)} sample(s) with missing files (first: {first})",
-                      RuntimeWarning, stacklevel=3)
-    return [entry for entry, _ in kept]
-
-
-def resolve_transform(transform: Any, dataset: str, train: bool) -> Any:
-    """The given transform, or the project default `build_transforms(dataset, train)`."""
-    return transform if transform is not None else build_transforms(dataset, train)
-
-
-def apply_transform(
-    transform: Any, frames: list, masks: np.ndarray, valid: np.ndarray, text: str, rng: random.Random
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, str]:
-    """Run a ClipTransform and coerce its outputs to the ClipSample dtypes."""
-    out_frames, out_masks, boxes, out_valid, out_text = transform(frames, masks, valid, text, rng)
-    return (torch.as_tensor(out_frames, dtype=torch.float32), torch.as_tensor(out_masks, dtype=torch.float32),
-            torch.as_tensor(boxes, dtype=torch.float32), torch.as_tensor(out_valid, dtype=torch.bool), out_text)
-
-
-# ---------------------------------------------------------------------------------------------------
 # dataset
 
 
-class A2DSentencesDataset(SeededSampling, torch.utils.data.Dataset):
+class A2DSentencesDataset(SampleListDataset):
     """A2D-Sentences samples as `ClipSample`s (T frames, one annotated).
 
     root: the A2D-Sentences folder (spec 7.3). split: "train" or "test".
     transform: a ClipTransform; default `build_transforms("a2d", train=split == "train")`.
     sampling: "window" or "sparse"; default "sparse" for train, "window" for test (as the official loader).
     skip_bad: skip samples whose files are missing or corrupt (warning with a count) instead of raising.
-    seed: base of the per-sample random streams (see `SeededSampling`; call `set_epoch` every epoch).
+    seed: base of the per-sample random streams (see `vdit.data.common.SeededSampling`; call `set_epoch`
+    every epoch). Train draws resample until the target is visible (`SampleListDataset`).
     """
 
     dataset_name = "a2d"
@@ -290,34 +192,15 @@ class A2DSentencesDataset(SeededSampling, torch.utils.data.Dataset):
             "A2D-Sentences", skip_bad)
         log.info("A2D-Sentences %s: %d samples", split, len(self.samples))
 
-    @property
-    def num_skipped(self) -> int:
-        """Samples skipped at load time so far in this process (skip_bad)."""
-        return self._skipper.num_skipped
-
     def video_path(self, sample: A2DSample) -> Path:
         return self.video_dir / f"{sample.video_id}.mp4"
 
     def mask_path(self, sample: A2DSample) -> Path:
         return self.mask_dir / sample.video_id / f"{sample.frame_idx:05d}.h5"
 
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, idx: int) -> ClipSample:
-        return self._skipper.fetch(idx, len(self), self._load)
-
-    def _load(self, idx: int) -> ClipSample:
-        current = idx
-        for attempt in range(MAX_RESAMPLE):
-            rng = self.sample_rng(idx, attempt)
-            sample = self._load_once(current, rng)
-            # Training needs a visible target (the official loader resamples too); eval keeps everything.
-            if not self.train or bool(sample.valid.any()):
-                return sample
-            current = rng.randrange(len(self))
-        raise DataError(f"A2D-Sentences: no sample with a visible target after {MAX_RESAMPLE} draws "
-                        f"(check the masks under {self.mask_dir})")
+    def _no_visible_target(self, index: int, last: int | None) -> str:
+        return (f"A2D-Sentences: no sample with a visible target after {MAX_RESAMPLE} draws "
+                f"(check the masks under {self.mask_dir})")
 
     def _load_once(self, idx: int, rng: random.Random) -> ClipSample:
         sample = self.samples[idx]
@@ -402,32 +285,6 @@ def write_a2d_samples(path: str | Path, samples: Sequence[A2DSample]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = [[s.text, s.video_id, s.frame_idx, s.instance_id] for s in samples]
     path.write_text(json.dumps(rows), encoding="utf-8")
-    return path
-
-
-def mask_to_coco_annotation(mask: np.ndarray, image_id: str, ann_id: int) -> dict:
-    """A class-agnostic COCO annotation (RLE segmentation, string counts) for one GT mask."""
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    rle["counts"] = rle["counts"].decode("ascii")
-    return {"id": ann_id, "image_id": image_id, "category_id": COCO_DUMMY_CATEGORY["id"], "segmentation": rle,
-            "area": float(mask_utils.area(rle)), "bbox": [float(v) for v in mask_utils.toBbox(rle)], "iscrowd": 0}
-
-
-def write_coco_gt(path: str | Path, items: Sequence[tuple[str, np.ndarray]]) -> Path:
-    """Write a class-agnostic COCO GT json from (string image id, bool mask [H, W]) pairs, one per image."""
-    path = Path(path)
-    images, annotations, seen = [], [], set()
-    for image_id, mask in items:
-        if image_id in seen:
-            continue
-        seen.add(image_id)
-        images.append({"id": image_id, "height": int(mask.shape[0]), "width": int(mask.shape[1])})
-        annotations.append(mask_to_coco_annotation(mask, image_id, len(annotations) + 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"categories": [COCO_DUMMY_CATEGORY], "images": images,
-                                "annotations": annotations}), encoding="utf-8")
     return path
 
 

@@ -40,11 +40,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from vdit.data.common import read_json
 from vdit.data.png import write_index_png
 from vdit.data.transforms import ClipTransform
-from vdit.data.ytvos import (
-    ExpressionRecord, RefYTVOSDataset, dump_json, load_json, write_jpeg,
-)
+from vdit.data.ytvos import ExpressionRecord, RefYTVOSDataset, dump_json, write_jpeg
 from vdit.errors import ConfigError, DataError, InputError
 
 # Text annotation files, in expression-id order a = 0..3, with their encodings (spec 7.2).
@@ -185,7 +184,7 @@ def convert_davis_to_ytvos(davis_root: str | Path, out_root: str | Path | None =
     annotations = [parse_davis_text_annotations(davis_root / TEXT_DIR / name, enc)
                    for name, enc in ANNOTATION_FILES]
     semantics_path = src / "davis_semantics.json"
-    semantics = load_json(semantics_path) if semantics_path.is_file() else {}
+    semantics = read_json(semantics_path) if semantics_path.is_file() else {}
     if not isinstance(semantics, dict):
         raise DataError(f"{semantics_path}: expected an object {{video: {{obj_id: category}}}}")
 

@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
-from vdit.data.a2d import (
-    BadSampleSkipper, apply_transform, centred_window, SeededSampling, drop_missing, read_json,
+from vdit.data.common import (
+    BadSampleSkipper, SampleListDataset, apply_transform, centred_window, drop_missing, read_json_rows,
     resolve_transform, write_coco_gt,
 )
 from vdit.data.transforms import normalize_text
@@ -44,6 +44,7 @@ JHMDB_NUM_FRAMES = 5  # window length T of spec 6.3
 JHMDB_FRAME_DIR = "Rename_Images"  # sub-folders of the JHMDB-Sentences tree (writer / path helper)
 JHMDB_MASK_DIR = "puppet_mask"
 JHMDB_MASK_FILE = "puppet_mask.mat"
+JHMDB_METADATA_ROW = "[video_id, frame_path (…/<idx>.png), masks_path, total_frames, text]"
 
 
 @dataclass(frozen=True)
@@ -83,24 +84,18 @@ def jhmdb_sample(video_id: str, action: str, frame_idx: int, total_frames: int, 
 # readers
 
 
+def _parse_jhmdb_sample(entry: Any) -> JHMDBSample:
+    video_id, frame_path, masks_path, total, text = entry
+    sample = JHMDBSample(str(video_id), str(frame_path), str(masks_path), int(total), str(text))
+    frame_idx = sample.frame_idx
+    if not 1 <= frame_idx <= sample.total_frames:
+        raise DataError(f"frame {frame_idx} outside 1..{sample.total_frames}")
+    return sample
+
+
 def read_jhmdb_metadata(path: str | Path) -> list[JHMDBSample]:
     """Parse `jhmdb_sentences_samples_metadata.json`; DataError naming the file if malformed."""
-    data = read_json(path)
-    if not isinstance(data, list):
-        raise DataError(f"{path}: expected a list of [video_id, frame_path, masks_path, total_frames, text]")
-    samples = []
-    for i, entry in enumerate(data):
-        try:
-            video_id, frame_path, masks_path, total, text = entry
-            sample = JHMDBSample(str(video_id), str(frame_path), str(masks_path), int(total), str(text))
-            frame_idx = sample.frame_idx
-        except (TypeError, ValueError):
-            raise DataError(f"{path}: entry {i} is not [video_id, frame_path (…/<idx>.png), masks_path, "
-                            f"total_frames, text]: {entry!r}") from None
-        if not 1 <= frame_idx <= sample.total_frames:
-            raise DataError(f"{path}: entry {i}: frame {frame_idx} outside 1..{sample.total_frames}")
-        samples.append(sample)
-    return samples
+    return read_json_rows(path, JHMDB_METADATA_ROW, _parse_jhmdb_sample)
 
 
 def read_puppet_masks(path: str | Path) -> np.ndarray:
@@ -128,7 +123,7 @@ def read_puppet_masks(path: str | Path) -> np.ndarray:
 # dataset
 
 
-class JHMDBSentencesDataset(SeededSampling, torch.utils.data.Dataset):
+class JHMDBSentencesDataset(SampleListDataset):
     """JHMDB-Sentences evaluation samples as `ClipSample`s (T-frame window, the chosen frame annotated).
 
     root: folder holding the metadata json. data_root: what the metadata paths are relative to (default:
@@ -138,6 +133,7 @@ class JHMDBSentencesDataset(SeededSampling, torch.utils.data.Dataset):
     """
 
     dataset_name = "jhmdb"
+    train = False  # evaluation only: every sample is kept, visible target or not
 
     def __init__(self, root: str | Path, data_root: str | Path | None = None, num_frames: int = JHMDB_NUM_FRAMES,
                  transform: Any = None, skip_bad: bool = False, *, seed: int = 0) -> None:
@@ -156,18 +152,7 @@ class JHMDBSentencesDataset(SeededSampling, torch.utils.data.Dataset):
             "JHMDB-Sentences", skip_bad)
         log.info("JHMDB-Sentences: %d samples", len(self.samples))
 
-    @property
-    def num_skipped(self) -> int:
-        """Samples skipped at load time so far in this process (skip_bad)."""
-        return self._skipper.num_skipped
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, idx: int) -> ClipSample:
-        return self._skipper.fetch(idx, len(self), self._load)
-
-    def _load(self, idx: int) -> ClipSample:
+    def _load_once(self, idx: int, rng: random.Random) -> ClipSample:
         sample = self.samples[idx]
         chosen = sample.frame_idx
         indices = [i + 1 for i in centred_window(chosen - 1, self.num_frames, sample.total_frames)]
@@ -194,8 +179,7 @@ class JHMDBSentencesDataset(SeededSampling, torch.utils.data.Dataset):
         valid = np.zeros(len(indices), dtype=bool)
         masks[position] = mask
         valid[position] = bool(mask.any())
-        out = apply_transform(self.transform, frames, masks, valid, normalize_text(sample.text),
-                              self.sample_rng(idx))
+        out = apply_transform(self.transform, frames, masks, valid, normalize_text(sample.text), rng)
         return ClipSample(
             frames=out[0], masks=out[1], boxes=out[2], valid=out[3], text=out[4],
             orig_size=(height, width), valid_indices=[position],

@@ -22,10 +22,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from pycocotools import mask as coco_mask
 
+from vdit.data.common import read_json
 from vdit.data.transforms import ClipTransform
 from vdit.data.ytvos import (
-    DEFAULT_NUM_FRAMES, FRAME_EXT, ExpressionRecord, RefVideoDataset, VideoRecord, frames_as_arrays,
-    default_frame_names, dump_json, load_json, parse_meta_expressions, write_jpeg,
+    DEFAULT_NUM_FRAMES, FRAME_EXT, ExpressionRecord, RefVideoDataset, VideoRecord, dump_json,
+    parse_meta_expressions, update_videos_json, write_frame_jpegs,
 )
 from vdit.errors import DataError, InputError
 
@@ -86,7 +87,7 @@ class MeViSDataset(RefVideoDataset):
         """mask_dict.json, read on first use (it is large for the real train split)."""
         if self._mask_dict is None:
             path = self._split_dir() / MASK_FILE
-            data = load_json(path)
+            data = read_json(path)
             if not isinstance(data, dict):
                 raise DataError(f"{path}: expected an object {{anno_id: [RLE per frame]}}")
             self._mask_dict = data
@@ -136,17 +137,11 @@ def write_mevis_video(
     new anno_id (next free integer of mask_dict.json) with one RLE (or null) per frame, and each
     expression lists the anno_ids of its objects. Returns the video's meta_expressions entry.
     """
-    root = Path(root)
-    arrays = frames_as_arrays(frames)
+    split_dir = Path(root) / split
+    # Unlike write_ytvos_video, repeated frame names are not refused here.
+    names, arrays = write_frame_jpegs(split_dir / "JPEGImages" / video_id, frames, frame_names,
+                                      f"write_mevis_video {video_id}", distinct_names=False)
     t = len(arrays)
-    if t == 0:
-        raise InputError(f"write_mevis_video {video_id}: no frames")
-    names = list(frame_names) if frame_names is not None else default_frame_names(t)
-    if len(names) != t:
-        raise InputError(f"write_mevis_video {video_id}: {t} frames but {len(names)} names")
-    split_dir = root / split
-    for name, arr in zip(names, arrays):
-        write_jpeg(split_dir / "JPEGImages" / video_id / f"{name}{FRAME_EXT}", arr)
     order = np.argsort(names, kind="stable")  # mask_dict entries follow the sorted frame list
     anno_of: dict[int, int] = {}
     if masks is not None:
@@ -154,7 +149,7 @@ def write_mevis_video(
         if masks.shape != (t, *arrays[0].shape[:2]):
             raise InputError(f"write_mevis_video {video_id}: masks shape {masks.shape} does not match frames")
         mask_path = split_dir / MASK_FILE
-        mask_dict = load_json(mask_path) if mask_path.is_file() else {}
+        mask_dict = read_json(mask_path) if mask_path.is_file() else {}
         next_id = max((int(k) for k in mask_dict), default=-1) + 1
         objects = sorted({int(o) for e in expressions.values() for o in _listify(e["obj_id"])})
         for obj in objects:
@@ -171,11 +166,8 @@ def write_mevis_video(
         if masks is not None:
             item["anno_id"] = [anno_of[o] for o in objs]
         exp_entry[str(exp_id)] = item
-    meta_path = split_dir / META_FILE
-    data = load_json(meta_path) if meta_path.is_file() else {"videos": {}}
     entry = {"expressions": exp_entry, "frames": names}
-    data["videos"][video_id] = entry
-    dump_json(meta_path, data)
+    update_videos_json(split_dir / META_FILE, video_id, entry)
     return entry
 
 

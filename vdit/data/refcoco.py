@@ -33,10 +33,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
-from vdit.data.a2d import (
-    BadSampleSkipper, apply_transform, SeededSampling, drop_missing, read_json, resolve_transform,
+from vdit.data.common import (
+    MAX_RESAMPLE, BadSampleSkipper, SampleListDataset, apply_transform, drop_missing, read_json, resolve_transform,
 )
 from vdit.data.safe_pickle import decode_py2_strings, dump_py2_plain, load_plain_pickle
 from vdit.data.transforms import normalize_text
@@ -54,7 +53,6 @@ REFER_REF_KEYS = ("ref_id", "ann_id", "image_id", "split", "sentences", "categor
 COCO_IMAGE_DIR = "train2014"
 REFER_INSTANCES_JSON = "instances.json"
 CONVERTED_JSON = "instances_{dataset}_{split}.json"
-MAX_RESAMPLE = 100  # train: attempts to find a sample whose target survives the augmentation
 
 
 @dataclass(frozen=True)
@@ -306,13 +304,14 @@ def index_converted_json(data: dict, source: str) -> tuple[list[RefExpSample], i
     return samples, dropped
 
 
-class RefCOCODataset(SeededSampling, torch.utils.data.Dataset):
+class RefCOCODataset(SampleListDataset):
     """Referring-expression samples from a converted `instances_<ds>_<split>.json` (run the converter first).
 
     num_frames: 1 gives the official single-image sample; > 1 gives a pseudo-clip (module doc).
     transform: default `build_transforms("refcoco", train=split == "train")`.
     skip_bad: skip samples with missing or corrupt images (warning with a count) instead of raising.
-    seed: base of the per-sample random streams (call `set_epoch` every epoch).
+    seed: base of the per-sample random streams (call `set_epoch` every epoch). Train draws resample until
+    the target is visible (`SampleListDataset`).
     """
 
     def __init__(self, coco_root: str | Path, dataset: str = "refcoco", split: str = "train", transform: Any = None,
@@ -348,26 +347,8 @@ class RefCOCODataset(SeededSampling, torch.utils.data.Dataset):
         self.samples: list[RefExpSample] = drop_missing(samples, lambda s: (self.image_dir / s.file_name,), name,
                                                         skip_bad)
 
-    @property
-    def num_skipped(self) -> int:
-        """Samples skipped at load time so far in this process (skip_bad)."""
-        return self._skipper.num_skipped
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, idx: int) -> ClipSample:
-        return self._skipper.fetch(idx, len(self), self._load)
-
-    def _load(self, idx: int) -> ClipSample:
-        current = idx
-        for attempt in range(MAX_RESAMPLE):
-            rng = self.sample_rng(idx, attempt)
-            sample = self._load_once(current, rng)
-            if not self.train or bool(sample.valid.any()):
-                return sample
-            current = rng.randrange(len(self))  # the official loader resamples when augmentation loses the target
-        raise DataError(f"{self.ann_path}: no sample with a visible target after {MAX_RESAMPLE} draws")
+    def _no_visible_target(self, index: int, last: int | None) -> str:
+        return f"{self.ann_path}: no sample with a visible target after {MAX_RESAMPLE} draws"
 
     def _load_once(self, idx: int, rng: random.Random) -> ClipSample:
         sample = self.samples[idx]

@@ -12,8 +12,9 @@ Frame names carry no extension and are sorted lexicographically. The real `valid
 Annotations; the Ref-DAVIS conversion and the synthetic benchmark do (then eval samples carry masks).
 
 `RefVideoDataset` holds everything shared with the other video datasets (Ref-DAVIS, MeViS, synthetic):
-the training index and clip sampling of spec 5.4, the per-sample seeded rng, bounded resampling and
-bad-sample skipping; subclasses only say where the metadata, frames and masks are.
+the training index and clip sampling of spec 5.4, and (through `vdit.data.common`, shared with the A2D,
+JHMDB and RefCOCO datasets) the per-sample seeded rng, bounded resampling and bad-sample skipping;
+subclasses only say where the metadata, frames and masks are.
 """
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ import json
 import math
 import os
 import random
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -30,8 +30,12 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
+# MAX_RESAMPLE stays importable from here.
+from vdit.data.common import (
+    MAX_RESAMPLE, BadSampleSkipper, SeededSampling, apply_transform, missing_files, read_json, resolve_transform,
+)
 from vdit.data.png import read_index_png, write_index_png
-from vdit.data.transforms import ClipTransform, build_transforms
+from vdit.data.transforms import ClipTransform
 from vdit.data.types import ClipSample
 from vdit.data.video_io import read_image
 from vdit.errors import ConfigError, DataError, InputError
@@ -41,8 +45,6 @@ DEFAULT_NUM_FRAMES = 5
 LOCAL_MAX_SKIP = 3          # r1, r2 ~ U{1..3} (the official code's hard-coded max_skip)
 NUM_LOCAL_FRAMES = 2        # one frame before, one after the start frame
 REVERSE_PROB = 0.3          # sorted indices are reversed with this probability (train)
-# Bound on "no valid frame after transforms -> resample another index" (unbounded officially).
-MAX_RESAMPLE = 100
 
 FRAME_EXT = ".jpg"
 MASK_EXT = ".png"
@@ -75,18 +77,8 @@ class ExpressionRecord:
     anno_ids: tuple[str, ...] = ()
 
 
-def load_json(path: str | Path) -> Any:
-    """Read a json file; DataError naming it when missing or not valid json/utf-8."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"json file not found: {path}")
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"corrupt json file {path}: {exc}") from exc
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc}") from exc
+# The historical name of `vdit.data.common.read_json` (MeViS, the benchmarks and vdit.mini import it).
+load_json = read_json
 
 
 def dump_json(path: str | Path, obj: Any) -> Path:
@@ -120,7 +112,7 @@ def parse_meta_expressions(
     Videos keep the file's order; frames are sorted; expressions keep the file's order per video.
     """
     path = Path(path)
-    data = load_json(path)
+    data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("videos"), dict):
         raise DataError(f"{path}: expected an object with a 'videos' mapping")
     videos: dict[str, VideoRecord] = {}
@@ -159,7 +151,7 @@ def read_ytvos_categories(root: str | Path, split: str) -> dict[str, dict[int, s
     path = Path(root) / split / "meta.json"
     if not path.is_file():
         return {}
-    data = load_json(path)
+    data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("videos"), dict):
         raise DataError(f"{path}: expected an object with a 'videos' mapping")
     out: dict[str, dict[int, str]] = {}
@@ -223,7 +215,7 @@ def build_train_index(
 # Dataset base
 # ----------------------------------------------------------------------------------------------
 
-class RefVideoDataset(Dataset):
+class RefVideoDataset(SeededSampling, Dataset):
     """Shared machinery of the referring-video datasets (see module docstring).
 
     Train mode (`train=True`): one sample per (expression, start frame in range(0, n, T)), T frames
@@ -235,9 +227,10 @@ class RefVideoDataset(Dataset):
     runs are reproducible and independent of DataLoader worker scheduling. Call `set_epoch` per epoch.
 
     `skip_bad=True`: in train mode, a sample whose files are missing or corrupt is replaced by
-    another index, with a warning that counts them (`num_skipped`). In eval mode, expressions of
-    videos with missing files are dropped at construction (warned, counted); a corrupt file still
-    raises, because silently dropping frames would change what is evaluated.
+    another (random) index, with a warning that counts them (`num_skipped`). In eval mode, expressions
+    of videos with missing files are dropped at construction (warned, counted); a corrupt file still
+    raises, because silently dropping frames would change what is evaluated. (The A2D, JHMDB and
+    RefCOCO datasets skip to the next index instead, in eval too: see `vdit.data.common`.)
     """
 
     dataset_name = "ytvos"
@@ -263,13 +256,13 @@ class RefVideoDataset(Dataset):
         if num_frames < 1:
             raise ConfigError(f"num_frames must be >= 1, got {num_frames}")
         self.num_frames = int(num_frames)
-        self.transform = transform if transform is not None else build_transforms(self.dataset_name, self.train)
+        self.transform = resolve_transform(transform, self.dataset_name, self.train)
         self.seed = int(seed)
         self.epoch = 0
         self.skip_bad = skip_bad
         self.reverse_prob = self.default_reverse_prob if reverse_prob is None else float(reverse_prob)
         self.max_resample = int(max_resample)
-        self.num_skipped = 0
+        self._skipper = BadSampleSkipper(self.dataset_name, skip_bad)
         if not self.root.is_dir():
             raise DataError(f"{self.dataset_name} root not found: {self.root}")
         videos, expressions = self._load_index()
@@ -309,56 +302,46 @@ class RefVideoDataset(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch's random stream (sampling and augmentation differ per epoch)."""
-        self.epoch = int(epoch)
-
-    def sample_rng(self, index: int, attempt: int = 0) -> random.Random:
-        """The rng of one sample: a pure function of (seed, epoch, index, attempt)."""
-        return random.Random(f"vdit/{self.dataset_name}/{self.seed}/{self.epoch}/{index}/{attempt}")
+    @property
+    def num_skipped(self) -> int:
+        """Bad samples (train) or videos with missing files (eval) skipped so far (skip_bad)."""
+        return self._skipper.num_skipped
 
     def __getitem__(self, index: int) -> ClipSample:
         if not 0 <= index < len(self):
             raise IndexError(index)
         if not self.train:
             return self._eval_sample(index)
-        current = index
-        last = ""
-        for attempt in range(self.max_resample + 1):
-            rng = self.sample_rng(index, attempt)
-            try:
-                sample = self._train_sample(current, rng)
-            except DataError as exc:
-                if not self.skip_bad:
-                    raise
-                self._note_bad(exc)
-                sample = None
-            if sample is not None and bool(sample.valid.any()):
-                return sample
-            exp = self.expressions[self.index[current][0]]
-            last = f"{exp.video_id}/{exp.exp_id}"
-            current = rng.randrange(len(self))
-        raise DataError(
-            f"{self.dataset_name} {self.split} under {self.root}: no clip with the referred object "
-            f"visible after {self.max_resample} resamples (from index {index}, last {last}); "
-            "check that the annotations contain the referred object ids"
-        )
+        # One draw plus `max_resample` re-draws; a bad sample is replaced like an invisible target.
+        return self.draw_until_visible(index, self._train_sample, self.max_resample + 1,
+                                       on_bad=self._skip_bad_sample if self.skip_bad else None)
 
     # -- internals ------------------------------------------------------------------------------
-    def _note_bad(self, exc: Exception) -> None:
-        self.num_skipped += 1
-        warnings.warn(f"{self.dataset_name}: skipping bad sample ({self.num_skipped} so far): {exc}",
-                      RuntimeWarning, stacklevel=3)
+    def _skip_bad_sample(self, exc: DataError, position: int) -> None:
+        # stacklevel 4: here <- draw_until_visible <- __getitem__ <- its caller
+        self._skipper.note(exc, position, stacklevel=4)
+
+    def _no_visible_target(self, index: int, last: int | None) -> str:
+        if last is None:
+            tried = ""
+        else:
+            exp = self.expressions[self.index[last][0]]
+            tried = f"{exp.video_id}/{exp.exp_id}"
+        return (f"{self.dataset_name} {self.split} under {self.root}: no clip with the referred object "
+                f"visible after {self.max_resample} resamples (from index {index}, last {tried}); "
+                "check that the annotations contain the referred object ids")
 
     def _drop_videos_with_missing_files(self) -> None:
+        exists: dict[Path, bool] = {}
         bad_videos: set[str] = set()
         for exp in self.expressions:
             if exp.video_id in bad_videos:
                 continue
-            missing = [p for p in self._required_files(exp) if not p.is_file()]
+            missing = missing_files(self._required_files(exp), exists)
             if missing:
                 bad_videos.add(exp.video_id)
-                self._note_bad(DataError(f"video {exp.video_id}: missing file {missing[0]}"))
+                # stacklevel 2: here <- __init__ (the warning points at the dataset's construction)
+                self._skipper.note(DataError(f"video {exp.video_id}: missing file {missing[0]}"), stacklevel=2)
         self.expressions = [e for e in self.expressions if e.video_id not in bad_videos]
 
     def _load_frames(self, video_id: str, names: Sequence[str]) -> list[Image.Image]:
@@ -396,7 +379,8 @@ class RefVideoDataset(Dataset):
         else:
             masks = np.zeros((len(indices), h, w), dtype=bool)
             annotated = np.zeros(len(indices), dtype=bool)
-        out_frames, out_masks, boxes, valid, text = self.transform(frames, masks, annotated, exp.text, rng)
+        out_frames, out_masks, boxes, valid, text = apply_transform(self.transform, frames, masks, annotated,
+                                                                    exp.text, rng)
         return ClipSample(
             frames=out_frames, masks=out_masks, boxes=boxes, valid=valid, text=text,
             orig_size=(h, w), valid_indices=None,
@@ -493,6 +477,27 @@ def default_frame_names(num_frames: int) -> list[str]:
     return [f"{i:05d}" for i in range(num_frames)]
 
 
+def write_frame_jpegs(
+    folder: str | Path, frames: np.ndarray | Sequence[Any], frame_names: Sequence[str] | None, who: str,
+    *, distinct_names: bool = True,
+) -> tuple[list[str], list[np.ndarray]]:
+    """Write a video's frames as `<folder>/<name>.jpg`; returns (names, uint8 [H,W,3] arrays).
+
+    frames: uint8 [T,H,W,3] or PIL images. frame_names default to 00000, 00001, ... InputError naming
+    `who` when there are no frames, or not T names (or, with `distinct_names`, repeated ones).
+    """
+    arrays = frames_as_arrays(frames)
+    t = len(arrays)
+    if t == 0:
+        raise InputError(f"{who}: no frames")
+    names = list(frame_names) if frame_names is not None else default_frame_names(t)
+    if len(names) != t or (distinct_names and len(set(names)) != t):
+        raise InputError(f"{who}: need {t}{' distinct' if distinct_names else ''} frame names, got {names}")
+    for name, arr in zip(names, arrays):
+        write_jpeg(Path(folder) / f"{name}{FRAME_EXT}", arr)
+    return names, arrays
+
+
 def write_ytvos_video(
     root: str | Path,
     split: str,
@@ -511,16 +516,10 @@ def write_ytvos_video(
     and meta_expressions/<split>/meta_expressions.json. Returns the video's meta_expressions entry.
     """
     root = Path(root)
-    arrays = frames_as_arrays(frames)
+    names, arrays = write_frame_jpegs(root / split / "JPEGImages" / video_id, frames, frame_names,
+                                      f"write_ytvos_video {video_id}")
     t = len(arrays)
-    if t == 0:
-        raise InputError(f"write_ytvos_video {video_id}: no frames")
-    names = list(frame_names) if frame_names is not None else default_frame_names(t)
-    if len(names) != t or len(set(names)) != t:
-        raise InputError(f"write_ytvos_video {video_id}: need {t} distinct frame names, got {names}")
     h, w = arrays[0].shape[:2]
-    for name, arr in zip(names, arrays):
-        write_jpeg(root / split / "JPEGImages" / video_id / f"{name}{FRAME_EXT}", arr)
     objects: dict[str, dict[str, Any]] = {}
     if masks is not None:
         masks = np.asarray(masks)
@@ -542,14 +541,16 @@ def write_ytvos_video(
         k: {"category": cats.get(k, DEFAULT_CATEGORY), "frames": objects[k]["frames"]}
         for k in sorted(objects, key=int)
     }
-    _update_videos_json(root / split / "meta.json", video_id, {"objects": meta_objects})
+    update_videos_json(root / split / "meta.json", video_id, {"objects": meta_objects})
     entry = {"expressions": exp_entry, "frames": names}
-    _update_videos_json(meta_expressions_path(root, split), video_id, entry)
+    update_videos_json(meta_expressions_path(root, split), video_id, entry)
     return entry
 
 
-def _update_videos_json(path: Path, video_id: str, entry: Mapping[str, Any]) -> None:
-    data = load_json(path) if path.is_file() else {"videos": {}}
+def update_videos_json(path: str | Path, video_id: str, entry: Mapping[str, Any]) -> None:
+    """Set `videos[video_id] = entry` in a `{"videos": {...}}` json file (created when absent)."""
+    path = Path(path)
+    data = read_json(path) if path.is_file() else {"videos": {}}
     if not isinstance(data, dict) or not isinstance(data.get("videos"), dict):
         raise DataError(f"{path}: expected an object with a 'videos' mapping")
     data["videos"][video_id] = dict(entry)
@@ -567,6 +568,6 @@ __all__ = [
     "VideoRecord", "ExpressionRecord", "load_json", "dump_json", "parse_meta_expressions",
     "meta_expressions_path", "read_ytvos_categories", "sample_clip_indices", "build_train_index",
     "RefVideoDataset", "RefYTVOSDataset", "write_ytvos_video", "write_jpeg", "default_frame_names",
-    "frames_as_arrays",
+    "frames_as_arrays", "write_frame_jpegs", "update_videos_json",
     "num_train_samples",
 ]

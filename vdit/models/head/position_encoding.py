@@ -49,7 +49,16 @@ def _check_config(name: str, num_pos_feats: int, normalize: bool, scale: float |
     return DEFAULT_SCALE if scale is None else float(scale)
 
 
-class PositionEmbeddingSine2D(nn.Module):
+class _SineEmbedding(nn.Module):
+    """Shared settings of the sine encodings (channels per axis, temperature, normalisation)."""
+
+    def __init__(self, num_pos_feats: int, temperature: float, normalize: bool, scale: float | None) -> None:
+        super().__init__()
+        self.scale = _check_config(type(self).__name__, num_pos_feats, normalize, scale)
+        self.num_pos_feats, self.temperature, self.normalize = num_pos_feats, float(temperature), normalize
+
+
+class PositionEmbeddingSine2D(_SineEmbedding):
     """Padding-aware 2-D sine encoding: mask [N, H, W] (True = pad) -> [N, 2*num_pos_feats, H, W]."""
 
     def __init__(
@@ -59,9 +68,7 @@ class PositionEmbeddingSine2D(nn.Module):
         normalize: bool = True,
         scale: float | None = None,
     ) -> None:
-        super().__init__()
-        self.scale = _check_config(type(self).__name__, num_pos_feats, normalize, scale)
-        self.num_pos_feats, self.temperature, self.normalize = num_pos_feats, float(temperature), normalize
+        super().__init__(num_pos_feats, temperature, normalize, scale)
 
     def forward(self, mask: Tensor) -> Tensor:
         if mask.dim() != 3 or mask.dtype != torch.bool:
@@ -79,7 +86,7 @@ class PositionEmbeddingSine2D(nn.Module):
         return torch.cat((pos_y, pos_x), dim=-1).permute(0, 3, 1, 2).contiguous()
 
 
-class PositionEmbeddingSine1D(nn.Module):
+class PositionEmbeddingSine1D(_SineEmbedding):
     """Padding-aware 1-D sine encoding: mask [B, L] (True = pad) -> [B, L, num_pos_feats] (batch first).
 
     The official code returns [B, C, L] and its caller permutes to [L, B, C]; here the caller permutes
@@ -93,9 +100,7 @@ class PositionEmbeddingSine1D(nn.Module):
         normalize: bool = True,
         scale: float | None = None,
     ) -> None:
-        super().__init__()
-        self.scale = _check_config(type(self).__name__, num_pos_feats, normalize, scale)
-        self.num_pos_feats, self.temperature, self.normalize = num_pos_feats, float(temperature), normalize
+        super().__init__(num_pos_feats, temperature, normalize, scale)
 
     def forward(self, mask: Tensor) -> Tensor:
         if mask.dim() != 2 or mask.dtype != torch.bool:

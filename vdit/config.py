@@ -20,6 +20,7 @@ from vdit.errors import ConfigError
 PROMPT_MODES = ("image", "text", "concat", "attn")  # Table A: VD-I, VD-T, VD-IT concat, VD-IT attn
 NOISE_KINDS = ("predicted", "gaussian", "none")  # video-specific predicted noise (paper) / N(0,1) / no noise
 VAE_LATENT_MODES = ("sample_train_mean_eval", "sample", "mean")
+UNET_INITS = ("pretrained", "random")  # foundation.unet_init: the random-UNet control
 
 
 @dataclass
@@ -35,6 +36,10 @@ class FoundationConfig:
     # Architecture name used to build the models on the meta device without any file (model-info);
     # see vdit.models.foundation_arch.
     arch: str = "modelscope-1.7b"
+    # Control experiment (docs/miniature.md): "random" replaces the loaded UNet's weights by a fresh
+    # random initialisation from its own config, seeded with `unet_init_seed`; the rest stays pretrained.
+    unet_init: str = "pretrained"
+    unet_init_seed: int = 0
 
 
 @dataclass
@@ -124,9 +129,14 @@ class ModelConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    # Control experiment (docs/miniature.md): the model ignores its input texts and reads the empty
+    # caption everywhere (UNet prompt and head text encoder), in training and inference alike.
+    text_blind: bool = False
 
     def validate(self) -> "ModelConfig":
         bb, hd = self.backbone, self.head
+        if self.foundation.unet_init not in UNET_INITS:
+            raise ConfigError(f"foundation.unet_init={self.foundation.unet_init!r}: expected one of {UNET_INITS}")
         if bb.prompt.mode not in PROMPT_MODES:
             raise ConfigError(f"backbone.prompt.mode={bb.prompt.mode!r}: expected one of {PROMPT_MODES}")
         if bb.noise.kind not in NOISE_KINDS:
@@ -186,7 +196,41 @@ def tiny_config(foundation_root: str | Path | None = None) -> ModelConfig:
     return cfg.validate()
 
 
-PRESETS = {"full": full_config, "tiny": tiny_config}
+# The trained miniature-world foundation models shipped with the package (`vdit mini pretrain`).
+MINI_FOUNDATION_DIR = Path(__file__).resolve().parent / "assets" / "mini" / "foundation"
+
+
+def mini_config(foundation_root: str | Path | None = None) -> ModelConfig:
+    """VD-IT on the miniature world's foundation models (docs/miniature.md), head widths for CPU training.
+    `foundation_root` defaults to the shipped folder (`MINI_FOUNDATION_DIR`); a folder written by
+    `vdit mini pretrain --out` works the same."""
+    root = Path(foundation_root) if foundation_root is not None else MINI_FOUNDATION_DIR
+    cfg = ModelConfig(
+        foundation=FoundationConfig(
+            t2v=str(root / "t2v"),
+            clip_vision=str(root / "clip_vision"),
+            text_encoder=str(root / "text_encoder"),
+            arch="mini",
+        ),
+        backbone=BackboneConfig(
+            prompt=PromptConfig(num_heads=4, ffn_dim=64),  # prompt width = the UNet's cross-attention 64
+            level_hidden_channels=(32, 64, 64, 64),
+            level_channels=(32, 64, 64, 64),
+        ),
+        head=HeadConfig(
+            hidden_dim=64,
+            nheads=4,
+            enc_layers=2,
+            dec_layers=2,
+            dim_feedforward=128,
+            group_norm_groups=8,
+            fusion_nheads=4,
+        ),
+    )
+    return cfg.validate()
+
+
+PRESETS = {"full": full_config, "tiny": tiny_config, "mini": mini_config}
 
 
 def preset(name: str, **kwargs: Any) -> ModelConfig:

@@ -179,8 +179,11 @@ def test_bad_frames(tiny_model, make_frames):
         pred.segment(make_frames(1)[0], "x")
 
 
-def test_bad_settings(tiny_model):
-    with pytest.raises(ModelLoadError, match="no built-in"):
+def test_bad_settings(tiny_model, monkeypatch, tmp_path):
+    import vdit.inference.predictor as predictor_module
+
+    monkeypatch.setattr(predictor_module, "BUILTIN_WEIGHTS_DIR", tmp_path / "no_builtin")
+    with pytest.raises(ModelLoadError, match="built-in VD-IT weights are missing"):
         VDITPredictor()
     with pytest.raises(InputError, match="at least 64"):
         VDITPredictor(model=tiny_model, short_side=32)

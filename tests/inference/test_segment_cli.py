@@ -152,12 +152,12 @@ def _zero_frame_video(tmp: Path) -> Path:
     ("zero-frame video", "no decodable frames"),
     ("mixed sizes", "different sizes"),
     ("missing weights", "weights folder not found"),
-    ("no weights", "no built-in VD-IT weights exist yet"),
+    ("no weights", "built-in VD-IT weights are missing"),
     ("truncated checkpoint", "cannot read weights"),
     ("output not writable", "not writable"),
     ("empty text", "empty"),
 ])
-def test_bad_input(case, message, tiny_weights, make_frames, tmp_path, capsys):
+def test_bad_input(case, message, tiny_weights, make_frames, tmp_path, capsys, monkeypatch):
     good_frames = _write_frames(tmp_path / "good", make_frames(2))
     video, weights, out, text = good_frames, str(tiny_weights), tmp_path / "out", "the red square"
     if case == "unreadable video":
@@ -177,6 +177,10 @@ def test_bad_input(case, message, tiny_weights, make_frames, tmp_path, capsys):
         out = blocker / "out"  # a directory cannot be created under a regular file (even as root)
     elif case == "empty text":
         text = "   "
+    elif case == "no weights":  # without --weights the built-in model is used: here it is missing
+        import vdit.inference.predictor as predictor_module
+
+        monkeypatch.setattr(predictor_module, "BUILTIN_WEIGHTS_DIR", tmp_path / "no_builtin")
     argv = ["--video", str(video), "--text", text, "--out", str(out), "--short-side", SHORT]
     if case != "no weights":
         argv += ["--weights", weights]

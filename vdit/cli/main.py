@@ -16,8 +16,10 @@ from vdit.errors import VditError
 COMMAND_MODULES = [
     "vdit.cli.convert",
     "vdit.cli.data",
+    "vdit.cli.demo",
     "vdit.cli.eval",
     "vdit.cli.evaluate",
+    "vdit.cli.mini",
     "vdit.cli.model_info",
     "vdit.cli.segment",
     "vdit.cli.train",

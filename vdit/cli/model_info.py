@@ -7,7 +7,7 @@ import json
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("model-info", help="trainable/frozen parameter counts and feature levels (no weights loaded)")
-    p.add_argument("--preset", default="full", help="model preset: full | tiny (default: full)")
+    p.add_argument("--preset", default="full", help="model preset: full | tiny | mini (default: full)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. backbone.prompt.mode=concat (repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")

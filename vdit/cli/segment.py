@@ -2,6 +2,11 @@
 
     vdit segment --video clip.mp4 --text "a dog running on the beach" --weights runs/x/final --out out/
 
+Without --weights the built-in model is used: the miniature world's VD-IT head on its tiny foundation
+models (shipped in vdit/assets/mini/, trained on 64x64 generated clips of coloured shapes; inputs are
+resized to short side 64 unless --short-side is given). It understands the benchmark's vocabulary
+("the small red circle moving left"), not real-world videos.
+
 Writes DIR/masks/<text_index>/<frame:05d>.png (0/255), DIR/overlay.mp4 and DIR/summary.json; the
 outputs appear in DIR only once complete, summary.json last (see vdit/inference/export.py).
 """
@@ -12,9 +17,6 @@ import sys
 
 from vdit.errors import InputError, ModelLoadError
 
-# The built-in model will come from the miniature-world training; until then weights must be given.
-NO_WEIGHTS_MESSAGE = ("no built-in VD-IT weights exist yet: --weights DIR (a folder written by "
-                      "VDIT.save_pretrained) is required")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,13 +25,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="video file (mp4, ...), folder of frames (sorted by name) or one image (a 1-frame video)")
     p.add_argument("--text", action="append", required=True, metavar="TEXT",
                    help="referring expression (repeat for several; masks/<i>/ follows their order)")
-    p.add_argument("--weights", metavar="DIR", help="folder written by VDIT.save_pretrained (required for now)")
+    p.add_argument("--weights", metavar="DIR",
+                   help="folder written by VDIT.save_pretrained (default: the built-in miniature-world model)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--window", type=int, default=None, metavar="N",
                    help="frames per window for long videos (Ref-DAVIS uses 36); default: whole video as one clip")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
     p.add_argument("--short-side", type=int, default=None, metavar="PX",
-                   help="model input short side (default 360, the evaluation size)")
+                   help="model input short side (default 360, the evaluation size; 64 for the built-in model)")
     p.add_argument("--max-size", type=int, default=None, metavar="PX",
                    help="cap on the model input long side (default 640; 0 = no cap)")
     p.add_argument("--threshold", type=float, default=None, help="mask threshold on probabilities (default 0.5)")
@@ -64,7 +67,10 @@ def _check_weights(weights: str | None) -> None:
     from vdit.models.vdit import CONFIG_NAME, WEIGHTS_NAME
 
     if weights is None:
-        raise ModelLoadError(NO_WEIGHTS_MESSAGE)
+        from vdit.inference.predictor import check_builtin_weights
+
+        check_builtin_weights()
+        return
     path = Path(weights).expanduser()
     if not path.is_dir():
         raise ModelLoadError(f"weights folder not found: {path} (expected a folder written by VDIT.save_pretrained)")
@@ -77,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from vdit.data.transforms import EVAL_MAX_SIZE, EVAL_SHORT_SIDE
     from vdit.inference.export import prepare_output, segment_to_dir
     from vdit.inference.io import open_source
-    from vdit.inference.predictor import DEFAULT_THRESHOLD, VDITPredictor, normalize_texts
+    from vdit.inference.predictor import BUILTIN_SHORT_SIDE, DEFAULT_THRESHOLD, VDITPredictor, normalize_texts
     from vdit.inference.windows import check_window
 
     # Cheap checks first: nothing is loaded before the inputs and the output folder are known good.
@@ -90,9 +96,10 @@ def run(args: argparse.Namespace) -> int:
     probe.rmdir()
 
     max_size = EVAL_MAX_SIZE if args.max_size is None else (args.max_size or None)
+    default_side = EVAL_SHORT_SIDE if args.weights else BUILTIN_SHORT_SIDE
     predictor = VDITPredictor(
         weights=args.weights, device=args.device, window=args.window,
-        short_side=EVAL_SHORT_SIDE if args.short_side is None else args.short_side, max_size=max_size,
+        short_side=default_side if args.short_side is None else args.short_side, max_size=max_size,
         threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold, amp=args.amp,
         sharing=args.sharing, foundation=foundation or None,
     )
@@ -101,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"frames {win.start}-{win.end - 1}: chosen queries {win.chosen_query.tolist()}", file=sys.stderr)
 
     summary = segment_to_dir(predictor, source, texts, out, progress=None if args.quiet else progress,
-                             extra={"weights": str(args.weights)})
+                             extra={"weights": str(args.weights) if args.weights else "built-in"})
     print(f"segmented {summary['num_frames']} frames x {len(texts)} text(s) in {summary['elapsed_s']:.1f}s; "
           f"wrote {out}/masks/, {out}/overlay.mp4, {out}/summary.json")
     return 0

@@ -43,8 +43,46 @@ DEFAULT_THRESHOLD = 0.5
 SHARING_MODES = ("batch", "loop", "none")
 # Sentences run together in one forward pass with sharing="batch" (memory grows with this number).
 DEFAULT_MAX_TEXT_BATCH = 8
-NO_BUILTIN_WEIGHTS = ("no built-in VD-IT weights exist yet: pass weights (a folder written by "
-                      "VDIT.save_pretrained) or a model")
+AMP_DTYPES = (torch.bfloat16, torch.float16)
+# The built-in model: the miniature world's VD-IT head (`vdit mini train --ship`), a save_pretrained folder
+# whose config names the shipped tiny foundation models (vdit/assets/mini/foundation) package-relatively.
+BUILTIN_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "assets" / "mini" / "head"
+# It was trained on the generated benchmark's 64x64 frames: inputs are resized to this short side.
+BUILTIN_SHORT_SIDE = 64
+NO_BUILTIN_WEIGHTS = (f"the built-in VD-IT weights are missing ({BUILTIN_WEIGHTS_DIR}): reinstall vdit, or pass "
+                      "weights (a folder written by VDIT.save_pretrained) or a model")
+
+
+# Beside the built-in head: the fingerprint of the foundation weights it was trained on.
+BUILTIN_FOUNDATION_RECORD = "foundation.sha256"
+
+
+def foundation_fingerprint(root: Path) -> str:
+    """sha256 over the relative paths and contents of every safetensors file under a foundation folder."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.safetensors")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def check_builtin_weights() -> Path:
+    """The built-in head's folder; ModelLoadError when this installation lacks it, or when the shipped
+    foundation weights are not the ones the head was trained on (a head on other frozen features would
+    silently segment nonsense)."""
+    if not (BUILTIN_WEIGHTS_DIR / WEIGHTS_NAME).is_file():
+        raise ModelLoadError(NO_BUILTIN_WEIGHTS)
+    record = BUILTIN_WEIGHTS_DIR / BUILTIN_FOUNDATION_RECORD
+    if record.is_file():
+        from vdit.config import MINI_FOUNDATION_DIR
+
+        have = foundation_fingerprint(MINI_FOUNDATION_DIR)
+        if have != record.read_text().strip():
+            raise ModelLoadError(f"the built-in VD-IT head ({BUILTIN_WEIGHTS_DIR}) was trained on other foundation "
+                                 f"weights than those in {MINI_FOUNDATION_DIR}; retrain it with `vdit mini train --ship`")
+    return BUILTIN_WEIGHTS_DIR
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -200,12 +238,15 @@ class VDITPredictor:
         sharing: str = "batch",
         max_text_batch: int = DEFAULT_MAX_TEXT_BATCH,
         foundation: dict[str, str] | None = None,
+        amp_dtype: torch.dtype | None = None,
     ):
         """`weights`: a folder written by `VDIT.save_pretrained` (or, with `model`, a safetensors file or
-        such a folder whose trainable parameters are loaded into `model`). `short_side=None` keeps the
+        such a folder whose trainable parameters are loaded into `model`); neither = the built-in model
+        (`BUILTIN_WEIGHTS_DIR`, the miniature world's head: pass short_side=BUILTIN_SHORT_SIDE). `short_side=None` keeps the
         native size; `max_size=None` removes the long-side cap. `amp=None` = fp16 autocast on CUDA only
-        (as the official `--amp` inference), `True` on CPU uses bfloat16. `foundation` overrides the
-        foundation model locations recorded in the weights' config."""
+        (as the official `--amp` inference), `True` on CPU uses bfloat16; `amp_dtype` (torch.bfloat16 or
+        torch.float16) overrides that choice. `foundation` overrides the foundation model locations
+        recorded in the weights' config."""
         check_window(window)
         if short_side is not None and short_side < MIN_SIDE:
             raise InputError(f"short_side={short_side}: the model needs frames of at least {MIN_SIDE} pixels")
@@ -217,6 +258,8 @@ class VDITPredictor:
             raise InputError(f"sharing must be one of {SHARING_MODES}, got {sharing!r}")
         if max_text_batch < 1:
             raise InputError(f"max_text_batch must be >= 1, got {max_text_batch}")
+        if amp_dtype is not None and amp_dtype not in AMP_DTYPES:
+            raise InputError(f"amp_dtype must be one of {AMP_DTYPES}, got {amp_dtype!r}")
         self.device = resolve_device(device)
         self.window = window
         self.short_side = short_side
@@ -225,12 +268,13 @@ class VDITPredictor:
         self.amp = self.device.type == "cuda" if amp is None else bool(amp)
         self.sharing = sharing
         self.max_text_batch = int(max_text_batch)
+        self.amp_dtype = amp_dtype
         self.model = self._build_model(model, weights, foundation).to(self.device).eval()
 
     @staticmethod
     def _build_model(model: VDIT | None, weights: str | Path | None, foundation: dict[str, str] | None) -> VDIT:
         if model is None and weights is None:
-            raise ModelLoadError(NO_BUILTIN_WEIGHTS)
+            weights = check_builtin_weights()
         if model is None:
             return VDIT.from_pretrained(weights, foundation=foundation)
         if weights is not None:
@@ -302,7 +346,7 @@ class VDITPredictor:
         return collect_windows(texts, self.iter_segment(frames, texts, return_probs=return_probs))
 
     def _autocast(self):
-        dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        dtype = self.amp_dtype or (torch.float16 if self.device.type == "cuda" else torch.bfloat16)
         return torch.autocast(device_type=self.device.type, dtype=dtype, enabled=self.amp)
 
     def _segment_window(self, index: int, start: int, x: torch.Tensor, original: tuple[int, int],

@@ -147,6 +147,71 @@ ARCHS: dict[str, dict[str, dict[str, Any]]] = {
             "layer_norm_eps": 1e-5,
         },
     },
+    # The miniature world (vdit.mini): models trained from scratch on the generated benchmark (64x64 frames)
+    # and shipped in vdit/assets/mini/foundation. Widths: the whole foundation stays ~17 MB in fp32 and
+    # `vdit mini pretrain` trains it on 2 CPU cores in ~20 minutes. Same block structure as ModelScope
+    # (4 UNet down/up blocks, 3 with cross-attention; 4-block VAE with 2 resnets per block for tap B).
+    "mini": {
+        "unet": {
+            "sample_size": 8,  # 64x64 frames -> 8x8 latents
+            "in_channels": 4,
+            "out_channels": 4,
+            "down_block_types": _UNET_DOWN,
+            "up_block_types": _UNET_UP,
+            "block_out_channels": [32, 32, 48, 64],
+            "layers_per_block": 1,
+            "norm_num_groups": 8,
+            "cross_attention_dim": 64,  # = t2v_text hidden_size (the text tokens feed cross-attention)
+            "attention_head_dim": 8,  # as in ModelScope this is the per-head width of the spatial attention
+        },
+        "vae": {
+            "in_channels": 3,
+            "out_channels": 3,
+            "down_block_types": _VAE_DOWN,
+            "up_block_types": _VAE_UP,
+            "block_out_channels": [16, 32, 64, 64],
+            "layers_per_block": 2,  # tap B is down_blocks[2].resnets[1]: needs 2 resnets per block
+            "latent_channels": 4,
+            "norm_num_groups": 8,
+            "sample_size": 64,
+            # Measured by `vdit mini pretrain` (1 / std of the trained VAE's latents) and written to the
+            # saved vae/config.json; this is the value of the shipped models.
+            "scaling_factor": 0.60005,
+        },
+        "t2v_text": {
+            "vocab_size": None,  # = the benchmark-vocabulary tokenizer's size
+            "hidden_size": 64,
+            "intermediate_size": 256,
+            "num_hidden_layers": 3,
+            "num_attention_heads": 4,
+            "max_position_embeddings": 77,
+            "hidden_act": "gelu",
+            "projection_dim": 64,
+        },
+        "clip_vision": {
+            "hidden_size": 64,
+            "intermediate_size": 256,
+            "num_hidden_layers": 3,
+            "num_attention_heads": 4,
+            "patch_size": 8,
+            "image_size": 64,
+            "projection_dim": 64,
+            "hidden_act": "gelu",
+        },
+        "text_encoder": {
+            "vocab_size": None,
+            "hidden_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "intermediate_size": 256,
+            "max_position_embeddings": 130,
+            "type_vocab_size": 1,
+            "pad_token_id": 1,
+            "bos_token_id": 0,
+            "eos_token_id": 2,
+            "layer_norm_eps": 1e-5,
+        },
+    },
 }
 
 # CLIP image preprocessing constants (CLIPImageProcessor defaults of the LAION model).

@@ -37,6 +37,14 @@ from vdit.models.head.text import FeatureResizer, TextEncoder, check_texts
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 INPUT_SIZE_DIVISIBILITY = 16  # eval pads to 16 inside the model (training batches come padded to 32)
+# What a `text_blind` model reads instead of every input text: the empty caption (the tokenizers turn it
+# into their start/end tokens only). User input is still checked (an empty user text is an InputError);
+# only this deliberate control bypasses the check.
+BLIND_TEXT = ""
+# Foundation paths in a saved config that start with this marker are relative to the installed vdit
+# package (the built-in model ships its foundation inside the package, wherever it is installed).
+PACKAGE_PATH_MARKER = "vdit-package:"
+FOUNDATION_PATH_KEYS = ("t2v", "clip_vision", "text_encoder")
 BOX_MLP_LAYERS = 3
 
 
@@ -96,8 +104,12 @@ class VDIT(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, torch_dtype: torch.dtype | None = None) -> "VDIT":
-        """Load the frozen foundation models named by `cfg.foundation` and build the network."""
-        return cls(cfg, load_foundation(cfg.foundation, torch_dtype=torch_dtype))
+        """Load the frozen foundation models named by `cfg.foundation` and build the network
+        (`foundation.unet_init="random"`: the UNet re-initialised at random, the random-UNet control)."""
+        foundation = load_foundation(cfg.foundation, torch_dtype=torch_dtype)
+        if cfg.foundation.unet_init == "random":
+            foundation.unet = random_unet_like(foundation.unet, cfg.foundation.unet_init_seed)
+        return cls(cfg, foundation)
 
     @classmethod
     def on_meta(cls, cfg: ModelConfig) -> "VDIT":
@@ -188,6 +200,8 @@ class VDIT(nn.Module):
         """
         frames, pad_mask, sizes = self._check_inputs(frames, texts, pad_mask, sizes)
         texts = check_texts(texts, frames.shape[0])
+        if self.cfg.text_blind:
+            texts = [BLIND_TEXT] * len(texts)
         b, t = frames.shape[:2]
         frames, pad_mask, targets = self._pad_to_divisible(frames, pad_mask, targets)
         if valid_indices is None and targets is not None:
@@ -331,6 +345,28 @@ class VDIT(nn.Module):
         return torch.tensor([i * t + j for i, v in enumerate(valid_indices) for j in v], device=device)
 
 
+def random_unet_like(unet: nn.Module, seed: int) -> nn.Module:
+    """A UNet of the same class and config as `unet` with the library's random initialisation, drawn from
+    a generator seeded with `seed` (the global RNG is left untouched); frozen and in eval mode."""
+    dtype = next(unet.parameters()).dtype
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fresh = type(unet).from_config(unet.config)
+    if next(fresh.parameters()).dtype != dtype:
+        fresh = fresh.to(dtype)
+    fresh.requires_grad_(False)
+    return fresh.eval()
+
+
+def resolve_package_path(value: str) -> str:
+    """`vdit-package:assets/x` -> the absolute path of assets/x inside the installed vdit package."""
+    if not value.startswith(PACKAGE_PATH_MARKER):
+        return value
+    import vdit
+
+    return str(Path(vdit.__file__).resolve().parent / value[len(PACKAGE_PATH_MARKER):])
+
+
 def _resolve(name_or_path: str | Path, filename: str) -> Path:
     local = Path(name_or_path).expanduser()
     if local.is_dir():
@@ -358,6 +394,9 @@ def load_model_config(name_or_path: str | Path) -> ModelConfig:
     if not isinstance(data, dict) or "model" not in data:
         raise ModelLoadError(f"{path} is not a vdit config (no 'model' section)")
     try:
-        return from_dict(ModelConfig, data["model"]).validate()
+        cfg = from_dict(ModelConfig, data["model"]).validate()
     except ConfigError as exc:
         raise ModelLoadError(f"{path}: {exc}") from exc
+    for key in FOUNDATION_PATH_KEYS:
+        setattr(cfg.foundation, key, resolve_package_path(getattr(cfg.foundation, key)))
+    return cfg

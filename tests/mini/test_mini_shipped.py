@@ -1,0 +1,89 @@
+"""The foundation models shipped in the package: stock classes load them, files match the manifest,
+sizes stay within the package budget, and VD-IT's `mini` preset runs on them."""
+import hashlib
+import json
+
+import pytest
+import torch
+
+from vdit.config import MINI_FOUNDATION_DIR, mini_config
+from vdit.mini.build import LOG_FILE, MANIFEST
+from vdit.models.foundation_arch import arch
+
+# The whole package's weights must stay under 30 MB; the VD-IT head needs a few MB of it.
+FOUNDATION_BUDGET_BYTES = 25 * 10**6
+SHIPPED_SUFFIXES = (".safetensors", ".json", ".jsonl")
+
+
+@pytest.fixture(scope="module")
+def manifest():
+    path = MINI_FOUNDATION_DIR / MANIFEST
+    assert path.is_file(), f"{path} is missing: run `vdit mini pretrain --out {MINI_FOUNDATION_DIR}`"
+    return json.loads(path.read_text())
+
+
+def test_files_match_manifest_and_budget(manifest):
+    present = {p.relative_to(MINI_FOUNDATION_DIR).as_posix(): p for p in MINI_FOUNDATION_DIR.rglob("*") if p.is_file()}
+    assert set(present) == set(manifest["files"]) | {MANIFEST, LOG_FILE}
+    for rel, entry in manifest["files"].items():
+        data = present[rel].read_bytes()
+        assert len(data) == entry["bytes"] and hashlib.sha256(data).hexdigest() == entry["sha256"], rel
+    assert all(rel.endswith(SHIPPED_SUFFIXES) for rel in present)
+    total = sum(p.stat().st_size for p in present.values())
+    assert total < FOUNDATION_BUDGET_BYTES
+
+
+def test_stock_classes_load_the_shipped_layouts(manifest):
+    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet3DConditionModel
+    from transformers import AutoTokenizer, CLIPModel, CLIPTextModel, CLIPTokenizer, CLIPVisionModel, RobertaModel
+
+    t2v = MINI_FOUNDATION_DIR / "t2v"
+    unet = UNet3DConditionModel.from_pretrained(t2v, subfolder="unet")
+    vae = AutoencoderKL.from_pretrained(t2v, subfolder="vae")
+    text = CLIPTextModel.from_pretrained(t2v, subfolder="text_encoder")
+    tok = CLIPTokenizer.from_pretrained(t2v, subfolder="tokenizer")
+    DDIMScheduler.from_pretrained(t2v, subfolder="scheduler")
+    ddpm = DDPMScheduler.from_pretrained(t2v, subfolder="scheduler")
+    assert ddpm.config.beta_schedule == "scaled_linear" and ddpm.config.num_train_timesteps == 1000
+    for key in ("block_out_channels", "layers_per_block", "cross_attention_dim", "down_block_types"):
+        value = unet.config[key]
+        assert (list(value) if isinstance(value, (list, tuple)) else value) == arch("mini")["unet"][key], key
+    assert list(vae.config.block_out_channels) == arch("mini")["vae"]["block_out_channels"]
+    # The arch table records the measured scaling factor of the shipped VAE.
+    assert vae.config.scaling_factor == manifest["vae_scaling_factor"] == arch("mini")["vae"]["scaling_factor"]
+    assert unet.config.cross_attention_dim == text.config.hidden_size
+    clip = CLIPModel.from_pretrained(MINI_FOUNDATION_DIR / "clip_vision")
+    CLIPVisionModel.from_pretrained(MINI_FOUNDATION_DIR / "clip_vision")
+    ids = tok(["the small red circle moving left"], return_tensors="pt").input_ids
+    assert torch.allclose(clip.text_model(ids).last_hidden_state, text(ids).last_hidden_state)
+    RobertaModel.from_pretrained(MINI_FOUNDATION_DIR / "text_encoder", add_pooling_layer=False)
+    rob_tok = AutoTokenizer.from_pretrained(MINI_FOUNDATION_DIR / "text_encoder")
+    # Every benchmark word is one token for both tokenizers.
+    for word in manifest["vocabulary"]:
+        assert len(tok(word, add_special_tokens=False).input_ids) == 1, word
+        assert len(rob_tok(" " + word, add_special_tokens=False).input_ids) == 1, word
+
+
+def test_training_records(manifest):
+    final = manifest["final"]
+    # The T2V model learned: its held-out denoising loss is far below the untrained model's (~1) ...
+    assert final["t2v"]["eval_caption"] < 0.5
+    # ... and the right caption helps it more than another clip's caption.
+    assert final["t2v"]["eval_caption"] < final["t2v"]["eval_other_caption"]
+    records = [json.loads(line) for line in (MINI_FOUNDATION_DIR / LOG_FILE).read_text().splitlines()]
+    evals = [r for r in records if r.get("stage") == "t2v" and "step" in r and "eval_caption" in r]
+    assert evals[0]["step"] == 0 and evals[-1]["eval_caption"] < evals[0]["eval_caption"] / 2
+
+
+def test_mini_preset_runs_on_the_shipped_models():
+    from vdit.mini.data import CaptionCorpus
+    from vdit.mini.verify import verify_foundation
+
+    cfg = mini_config()
+    assert cfg.foundation.t2v == str(MINI_FOUNDATION_DIR / "t2v") and cfg.foundation.arch == "mini"
+    frames = torch.zeros(1, 4, 64, 64, 3, dtype=torch.uint8)
+    frames[..., 20:40, 20:40, 0] = 220
+    corpus = CaptionCorpus(["v"], frames, [["the red square"]], ["a large red square moving left"],
+                           ["a large red square"])
+    check = verify_foundation(MINI_FOUNDATION_DIR, corpus)
+    assert check["pred_masks"] == [1, 4, 64, 64]

@@ -1,0 +1,85 @@
+"""Byte-level BPE tokenizers (CLIP and RoBERTa flavours) in which every benchmark word is one token.
+
+`vdit.testing.build_clip_tokenizer(words)` adds, per word, the left-to-right merges that assemble it. BPE
+applies merges by rank over the whole word, so a pair from an earlier word can pre-empt a later word's
+chain: with the benchmark's vocabulary, "and" ranks (a, n) before "triangle"'s (tri, a), and "triangle"
+ends as six tokens. Here the merges are *learned* as BPE learns them (repeatedly merge the most frequent
+adjacent pair over the word list until every word is one symbol); applying learned merges by rank
+reproduces the learning-time segmentation of every listed word, so each word becomes exactly one token.
+The vocabularies otherwise follow the test kit's (every byte is a token, same special tokens).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Sequence
+
+from vdit.testing.tiny_models import _bytes_to_unicode
+
+CLIP_WORD_END = "</w>"
+ROBERTA_SPACE = "\u0120"  # byte-level BPE's printable stand-in for a leading space ("Ġ")
+CLIP_MAX_LENGTH = 77
+ROBERTA_MAX_LENGTH = 128
+
+
+def _merge_pair(symbols: list[str], pair: tuple[str, str]) -> list[str]:
+    out, i = [], 0
+    while i < len(symbols):
+        if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
+            out.append(symbols[i] + symbols[i + 1])
+            i += 2
+        else:
+            out.append(symbols[i])
+            i += 1
+    return out
+
+
+def learn_merges(words: Sequence[Sequence[str]]) -> list[tuple[str, str]]:
+    """BPE merges learned until every word (a sequence of initial symbols) is one symbol. Ties between
+    equally frequent pairs go to the lexicographically smallest pair (deterministic)."""
+    seqs = [list(w) for w in words]
+    merges: list[tuple[str, str]] = []
+    while True:
+        counts = Counter(pair for s in seqs for pair in zip(s, s[1:]))
+        if not counts:
+            return merges
+        best = min(counts, key=lambda p: (-counts[p], p))
+        merges.append(best)
+        seqs = [_merge_pair(s, best) for s in seqs]
+
+
+def _clip_symbols(word: str) -> list[str]:
+    chars = list(word)
+    chars[-1] += CLIP_WORD_END
+    return chars
+
+
+def build_mini_clip_tokenizer(words: Sequence[str], max_length: int = CLIP_MAX_LENGTH):
+    """CLIPTokenizer over bytes + learned merges of `words` (lower-case words, no spaces)."""
+    from transformers import CLIPTokenizer
+
+    base = list(_bytes_to_unicode().values())
+    vocab: dict[str, int] = {}
+    for tok in ["<|startoftext|>", "<|endoftext|>"] + base + [c + CLIP_WORD_END for c in base]:
+        vocab.setdefault(tok, len(vocab))
+    merges = learn_merges([_clip_symbols(w) for w in words])
+    for a, b in merges:
+        vocab.setdefault(a + b, len(vocab))
+    tok = CLIPTokenizer(vocab=vocab, merges=merges)
+    tok.model_max_length = max_length
+    return tok
+
+
+def build_mini_roberta_tokenizer(words: Sequence[str], max_length: int = ROBERTA_MAX_LENGTH):
+    """RobertaTokenizer over bytes + learned merges of `words`, with and without a leading space."""
+    from transformers import RobertaTokenizer
+
+    vocab: dict[str, int] = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+    for c in _bytes_to_unicode().values():
+        vocab.setdefault(c, len(vocab))
+    merges = learn_merges([list(ROBERTA_SPACE + w) for w in words] + [list(w) for w in words])
+    for a, b in merges:
+        vocab.setdefault(a + b, len(vocab))
+    vocab["<mask>"] = len(vocab)
+    tok = RobertaTokenizer(vocab=vocab, merges=merges)
+    tok.model_max_length = max_length
+    return tok

@@ -10,7 +10,8 @@ environment allows it; tests run with HF_HUB_OFFLINE=1 on tiny local folders):
 - the head's text encoder: RobertaModel + its tokenizer.
 
 `build_foundation_on_meta(arch)` builds the same classes from `foundation_arch` on the meta device:
-no files, no memory, exact parameter counts.
+no files, no memory, exact parameter counts. `build_foundation_random(arch, dtype, device)` builds them
+with random weights in memory (benchmarks at the real widths, no download).
 """
 from __future__ import annotations
 
@@ -210,31 +211,75 @@ def _load_foundation(cfg: FoundationConfig, torch_dtype: torch.dtype | None) -> 
 def build_foundation_on_meta(arch_name: str) -> Foundation:
     """The foundation models of an architecture, built on the meta device (no weights, no memory).
     Tokenizers are None: nothing that needs text can run on such a model."""
+    # Tiny archs size their vocabulary from the tokenizer; any number works for counting.
+    return _build_foundation(arch_name, torch.device("meta"), vocab=512)
+
+
+def build_foundation_random(
+    arch_name: str,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+) -> Foundation:
+    """The foundation models of an architecture with the libraries' random initialisation, built in
+    memory (no files): for benchmarks and memory/FLOP accounting at the real widths without weights.
+
+    The tokenizers are the test kit's stand-ins (`vdit.testing.build_clip_tokenizer` /
+    `build_roberta_tokenizer`: byte-level BPE over a small vocabulary). Token ids therefore differ from the
+    real tokenizers', but sequence shapes do not (the T2V prompt is always padded to 77 tokens; RoBERTa
+    sees one token per word or byte), so compute and memory are those of the real models. Models are
+    initialised in fp32 (the libraries' init needs it) one at a time and then cast to `dtype`, so the
+    transient fp32 copy is one model, not the whole foundation.
+    """
+    from vdit.testing import build_clip_tokenizer, build_roberta_tokenizer
+
+    clip_tok, rob_tok = build_clip_tokenizer(), build_roberta_tokenizer()
+    torch.manual_seed(seed)
+    return _build_foundation(arch_name, torch.device(device), vocab=None, dtype=dtype,
+                             tokenizers=(clip_tok, rob_tok))
+
+
+def _build_foundation(arch_name: str, device: torch.device, vocab: int | None,
+                      dtype: torch.dtype | None = None, tokenizers: tuple[Any, Any] | None = None) -> Foundation:
+    """Build every foundation model of `arch_name` from its published architecture on `device`.
+    Vocabulary sizes an arch leaves open (None) come from `vocab` or, failing that, the tokenizers."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet3DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVisionModel, RobertaConfig
     from transformers import RobertaModel
 
     a = arch(arch_name)
-    vocab = 512  # tiny archs size their vocabulary from the tokenizer; any number works for counting
-    with torch.device("meta"):
-        unet = UNet3DConditionModel(**a["unet"])
-        vae = AutoencoderKL(**a["vae"])
-        text_cfg = {**a["t2v_text"], "vocab_size": a["t2v_text"]["vocab_size"] or vocab}
-        t2v_text = CLIPTextModel(CLIPTextConfig(**text_cfg))
+    clip_tok, rob_tok = tokenizers if tokenizers is not None else (None, None)
+    text_vocab = vocab or (len(clip_tok) if clip_tok is not None else None)
+    rob_vocab = vocab or (len(rob_tok) if rob_tok is not None else None)
+
+    def make(build):
+        with torch.device(device):
+            module = build()
+        return module if dtype is None else module.to(dtype)
+
+    with _quiet_libraries():
+        unet = make(lambda: UNet3DConditionModel(**a["unet"]))
+        vae = make(lambda: AutoencoderKL(**a["vae"]))
+        text_cfg = {**a["t2v_text"], "vocab_size": a["t2v_text"]["vocab_size"] or text_vocab}
+        if clip_tok is not None:
+            text_cfg.update(bos_token_id=clip_tok.bos_token_id, eos_token_id=clip_tok.eos_token_id)
+        t2v_text = make(lambda: CLIPTextModel(CLIPTextConfig(**text_cfg)))
         vis = {k: v for k, v in a["clip_vision"].items() if k != "projection_dim"}
-        clip_vision = CLIPVisionModel(CLIPVisionConfig(**vis))
-        rob = {**a["text_encoder"], "vocab_size": a["text_encoder"]["vocab_size"] or vocab}
-        text_encoder = RobertaModel(RobertaConfig(**rob), add_pooling_layer=False)
+        clip_vision = make(lambda: CLIPVisionModel(CLIPVisionConfig(**vis)))
+        rob = {**a["text_encoder"], "vocab_size": a["text_encoder"]["vocab_size"] or rob_vocab}
+        text_encoder = make(lambda: RobertaModel(RobertaConfig(**rob), add_pooling_layer=False))
+    for module in (unet, vae, t2v_text, clip_vision, text_encoder):
+        module.eval()
     image = a["clip_vision"]["image_size"]
     return Foundation(
         unet=unet,
         vae=vae,
         t2v_text_encoder=t2v_text,
-        t2v_tokenizer=None,
+        t2v_tokenizer=clip_tok,
         alphas_cumprod=DDPMScheduler(**SCHEDULER).alphas_cumprod.float(),
         clip_vision=clip_vision,
         clip_image=ClipImageSpec(image, image, image, CLIP_MEAN, CLIP_STD),
         text_encoder=text_encoder,
-        text_tokenizer=None,
+        text_tokenizer=rob_tok,
         vae_scaling_factor=float(a["vae"]["scaling_factor"]),
     )

@@ -1,6 +1,8 @@
 """Video-specific noise (spec 2.6) and the forward-diffusion step (Table B)."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -24,13 +26,29 @@ class VideoNoise(nn.Module):
         )
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        """latents [B,C,T,h,w] -> standardised noise of the same shape."""
+        """latents [B,C,T,h,w] -> standardised noise of the same shape.
+
+        Runs in the parameters' dtype (fp32) with autocast off: the sigmoid outputs of a whole clip can
+        sit within a few bf16 steps of each other, and the standardisation would then turn rounding into
+        the noise (measured at full width with random weights: the bf16 levels moved by ~16% instead of
+        ~1.5%). The module has 180 parameters; fp32 costs nothing."""
+        with _autocast_off(latents.device.type):
+            return self._forward(latents.to(self.noise_pred.weight.dtype))
+
+    def _forward(self, latents: torch.Tensor) -> torch.Tensor:
         b, c, t, h, w = latents.shape
         x = latents.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
         x = self.noise_pred(x)
         x = self.noise_fc(x.permute(0, 2, 3, 1))  # channels last: the MLP mixes channels per pixel
         x = x.reshape(b, t, h, w, c).permute(0, 4, 1, 2, 3)
         return (x - x.mean()) / (x.std() + self.eps)
+
+
+def _autocast_off(device_type: str):
+    """autocast disabled on `device_type` (a no-op where autocast does not exist, e.g. meta)."""
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type=device_type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def step_to_timestep(step: int) -> int:

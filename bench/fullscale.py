@@ -1,0 +1,930 @@
+"""Full-scale speed, memory and FLOPs of VD-IT (issue 6), with random weights at the real widths.
+
+    python bench/fullscale.py                      # FLOPs + memory plan + timings on the default device
+    python bench/fullscale.py --cpu-small          # CPU: full widths, small inputs (finishes in minutes)
+    python bench/fullscale.py --only flops         # the FLOP count only (meta device: no weights, seconds)
+    python bench/fullscale.py --only memory-plan   # the training-step memory plan only (meta device)
+    python bench/fullscale.py --memory-plan        # same as --only memory-plan
+
+Three parts, each printed as a table:
+
+1. FLOPs (`torch.utils.flop_counter.FlopCounterMode`, on the meta device: exact shapes, no weights, no
+   compute) per component at the Ref-YouTube-VOS setting (368x640, whole-video clip of `--frames`
+   frames): VAE encoder, UNet with and without the tail VD-IT never uses, CLIP-H vision, the two text
+   encoders, the trainable parts (prompt projection, noise, level projections, DETR head); and a
+   training step (`--train-frames` at `--train-size`, forward + loss + backward). The issue's figures
+   are printed beside ours, with the bounds they imply on one H200 (790 TFLOP/s dense bf16).
+2. Memory plan of one training step at full size, without a GPU: the model is built on the meta device
+   and the step runs with a dispatch mode that tracks every live tensor storage (allocated when an op
+   returns it, freed when the last reference dies), i.e. what `torch.cuda.max_memory_allocated` counts,
+   without the caching allocator's rounding and kernel workspaces. SDPA is routed to the memory-efficient
+   kernel (what CUDA runs: it saves q, k, v, out and the log-sum-exp, not the attention matrix), and
+   bf16 autocast is emulated with CUDA's cast policy (see `_MetaFunctions`), since autocast has no meta
+   backend. The AdamW step runs too (its state is allocated on the first step).
+3. Timings on the device present (`--device`, default cuda if available): inference of one video
+   (`--frames` frames, `--sentences` sentences) the official way (fp32, every sentence recomputes
+   everything) and ours (visual work shared, sentences batched; fp32, bf16 autocast, bf16 frozen weights
+   + bf16 autocast), with the agreement of the bf16 masks with the fp32 ones; and a training step (AdamW,
+   batch 1) in fp32 / bf16 autocast / bf16 frozen weights, with and without activation checkpointing
+   through the frozen UNet. Peak memory is `torch.cuda.max_memory_allocated` on GPU and the process's
+   peak RSS (sampled from /proc/self/statm, weights included) on CPU. TFLOP/s achieved = counted FLOPs / measured time.
+
+Tokenizers are the test kit's stand-ins (`vdit.testing`): token ids differ from the real tokenizers' but
+sequence shapes, hence compute and memory, do not.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import gc
+import os
+import statistics
+import sys
+import threading
+import time
+import weakref
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils.weak import WeakTensorKeyDictionary
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# ------------------------------------------------------------------------------------------------
+# The issue's settings and figures (issue 6), printed beside ours.
+# ------------------------------------------------------------------------------------------------
+
+YTVOS_SIZE = (368, 640)  # Ref-YouTube-VOS eval: short side 360 padded to a multiple of 16
+CLIP_FRAMES = 20  # frames per clip in the inference target
+SENTENCES = 3  # sentences per video in the inference target
+TRAIN_FRAMES = 5
+TRAIN_SIZE = (352, 640)
+H200_DENSE_BF16_TFLOPS = 790.0
+ISSUE_TFLOP_PER_FRAME = {"vae_encoder": 1.00, "unet": 1.17, "unet_no_tail": 0.93, "clip_vision": 0.33, "head": 0.06}
+ISSUE_TRAIN_STEP_TFLOP = 16.7
+ISSUE_ACTIVATIONS_GB = {"plain": 9.0, "grad_ckpt": 5.8}  # bf16
+ISSUE_FROZEN_BF16_GB = 5.1
+TARGET_INFER_PAIRS_PER_S = 200.0
+TARGET_TRAIN_MEMORY_GB = 16.0
+TARGET_TRAIN_STEP_MS = 80.0
+OFFICIAL_FPS = 21.0
+# --cpu-small: the full widths on inputs small enough for a 2-core CPU.
+CPU_SMALL = {"frames": 2, "size": (64, 96), "sentences": 2, "train_frames": 2, "train_size": (64, 96),
+             "repeats": 1, "warmup": 1}
+GB = 1e9
+TEXTS = ("the person on the left riding a horse", "a small dog running on the grass",
+         "the red car parked behind the fence", "a man in a white shirt", "the ball")
+# Tensors up to this many elements keep their values on the meta device (shapes, indices, masks, the
+# inputs of a 20-frame 368x640 clip).
+_CONST_LIMIT = 1 << 24
+
+aten = torch.ops.aten
+# Factories whose values are defined (not empty/random ones: their "values" would be noise).
+_VALUE_FACTORIES = {aten.zeros, aten.ones, aten.full, aten.arange, aten.linspace, aten.scalar_tensor, aten.eye}
+
+
+# ------------------------------------------------------------------------------------------------
+# Accounting on the meta device: constant values, live storages, SDPA routing, autocast emulation
+# ------------------------------------------------------------------------------------------------
+
+
+class _Accounting(TorchDispatchMode):
+    """Runs under every op of a step: (1) tracks live tensor storages on `device_type` (current and peak
+    bytes), and (2) on the meta device, carries the *values* of small tensors whose inputs are all known
+    (sizes, level offsets, pad masks, targets), so the few places that read tensor values (`tolist`,
+    `item`, `nonzero`) work on meta: such ops run on CPU copies, the results go back to meta."""
+
+    def __init__(self, device_type: str = "meta"):
+        super().__init__()
+        self.device_type = device_type
+        self.values = WeakTensorKeyDictionary()  # meta tensor -> CPU tensor with its values
+        self.live: dict[int, int] = {}
+        self.current = 0
+        self.peak = 0
+        self.unknown_reads: dict[str, int] = {}
+
+    # -- memory
+    def track(self, tensors: Any) -> None:
+        for t in tree_flatten(tensors)[0]:
+            if isinstance(t, Tensor) and t.device.type == self.device_type:
+                storage = t.untyped_storage()
+                key = storage._cdata
+                if key in self.live:
+                    continue
+                self.live[key] = storage.nbytes()
+                self.current += self.live[key]
+                self.peak = max(self.peak, self.current)
+                weakref.finalize(storage, self._release, key)
+
+    def _release(self, key: int) -> None:
+        self.current -= self.live.pop(key, 0)
+
+    def reset_peak(self) -> None:
+        self.peak = self.current
+
+    def _unknown_scalar(self, t: Tensor) -> Any:
+        """A value read of a tensor computed from weights (only sanity checks do that, e.g. "is any
+        predicted box degenerate?"): answer 0 / False, the no-problem branch, and remember where."""
+        import traceback
+
+        where = next((f"{Path(f.filename).name}:{f.lineno}" for f in reversed(traceback.extract_stack())
+                      if "/vdit/" in f.filename), "?")
+        self.unknown_reads[where] = self.unknown_reads.get(where, 0) + 1
+        return False if t.dtype == torch.bool else 0
+
+    # -- dispatch
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = self._run(func, args, kwargs) if self.device_type == "meta" else func(*args, **kwargs)
+        self.track(out)
+        return out
+
+    def _run(self, func, args, kwargs):
+        flat, _ = tree_flatten((args, kwargs))
+        metas = [a for a in flat if isinstance(a, Tensor) and a.device.type == "meta"]
+        if not metas:
+            out = func(*args, **kwargs)
+            if isinstance(out, Tensor) and out.device.type == "meta" and out.numel() <= _CONST_LIMIT:
+                if func is aten._to_copy.default:  # a CPU tensor copied to meta (torch.tensor(..., device="meta"))
+                    self.values[out] = args[0].to(dtype=out.dtype)
+                elif func.overloadpacket in _VALUE_FACTORIES:  # zeros, full, arange, ...: the same on CPU
+                    self.values[out] = func(*args, **{**kwargs, "device": torch.device("cpu")})
+            return out
+        if not all(a in self.values for a in metas):
+            if func is aten._local_scalar_dense.default:
+                return self._unknown_scalar(args[0])
+            if func._schema.is_mutable:  # values of mutated tensors are stale now
+                for a in metas:
+                    self.values.pop(a, None)
+            return func(*args, **kwargs)
+        cpu = torch.device("cpu")
+
+        def to_cpu(a):
+            if isinstance(a, Tensor) and a.device.type == "meta":
+                return self.values[a]
+            return cpu if isinstance(a, torch.device) and a.type == "meta" else a
+
+        cpu_args, cpu_kwargs = tree_map(to_cpu, (args, kwargs))
+        cpu_out = func(*cpu_args, **cpu_kwargs)
+        target = kwargs.get("device")
+        leaves_to_cpu = target is not None and torch.device(target).type != "meta"
+        try:
+            out = func(*args, **kwargs)  # shape-only result, with the op's own aliasing
+        except (RuntimeError, NotImplementedError) as exc:  # value-dependent on meta: use the CPU result
+            if leaves_to_cpu or not isinstance(cpu_out, (Tensor, tuple, list)):
+                return cpu_out
+            if "meta" not in str(exc) and "data-dependent" not in str(exc) and "Dynamic" not in type(exc).__name__:
+                raise
+            out = tree_map(lambda o: o.to("meta") if isinstance(o, Tensor) else o, cpu_out)
+        out_leaves, _ = tree_flatten(out)
+        cpu_leaves, _ = tree_flatten(cpu_out)
+        for o, c in zip(out_leaves, cpu_leaves):
+            if isinstance(o, Tensor) and o.device.type == "meta" and isinstance(c, Tensor) and c.numel() <= _CONST_LIMIT:
+                self.values[o] = c
+        return out
+
+
+# CUDA autocast's cast policy for the ops this model calls (torch/csrc/autocast_mode.cpp): these run in
+# the lower precision, ...
+_LOWP_FUNCS = {
+    F.linear, F.conv1d, F.conv2d, F.conv3d, F.conv_transpose2d, F.scaled_dot_product_attention,
+    torch.matmul, torch.mm, torch.bmm, torch.baddbmm, torch.addmm, torch.addbmm,
+    torch.einsum,  # not listed, but its bmm is cast by autocast below the composite
+    Tensor.matmul, Tensor.__matmul__, Tensor.mm, Tensor.bmm, Tensor.baddbmm, Tensor.addmm,
+}
+# ... and these in fp32 (softmax / log_softmax: fp32 output for lower-precision input without a dtype).
+_FP32_FUNCS = {
+    F.layer_norm, torch.layer_norm, F.group_norm, torch.group_norm, F.softmax, torch.softmax, Tensor.softmax,
+    F.log_softmax, torch.log_softmax, Tensor.log_softmax, F.binary_cross_entropy_with_logits,
+    torch.binary_cross_entropy_with_logits, F.softplus, torch.exp, Tensor.exp, torch.log, Tensor.log,
+    torch.rsqrt, Tensor.rsqrt, torch.pow, Tensor.pow, torch.cumsum, Tensor.cumsum,
+}
+_LOWER = (torch.bfloat16, torch.float16)
+
+
+class _MetaFunctions(TorchFunctionMode):
+    """Python-level rewrites for a step on the meta device:
+
+    - `torch.tensor` / `torch.as_tensor` with device=meta are built on CPU and copied, so that
+      `_Accounting` sees (and keeps) their values;
+    - `F.scaled_dot_product_attention` without a mask goes to `sdpa_kernel` (the memory-efficient kernel
+      CUDA picks: nothing of size L x S is saved for backward), instead of meta's math fallback;
+    - autocast emulation: while enabled, the ops of `_LOWP_FUNCS` get their float inputs cast to the
+      autocast dtype (leaf parameters that require grad once per region, as autocast's weight cache)
+      and those of `_FP32_FUNCS` their lower-precision inputs cast to fp32. The casts are recorded by
+      autograd, so what backward saves (e.g. the bf16 copy of an fp32 frozen weight) is counted.
+      `torch.autocast(..., enabled=False)` regions (the deformable attention) pause it.
+    """
+
+    def __init__(self, autocast_dtype: torch.dtype | None = None, sdpa_kernel: Callable | None = None):
+        super().__init__()
+        self.autocast_stack: list[torch.dtype | None] = [autocast_dtype]
+        self.sdpa_kernel = sdpa_kernel
+        self.weight_cache: dict[int, Tensor] = {}
+
+    def push_autocast(self, dtype: torch.dtype | None, enabled: bool) -> None:
+        self.autocast_stack.append((dtype or self.autocast_stack[-1] or torch.bfloat16) if enabled else None)
+
+    def pop_autocast(self) -> None:
+        self.autocast_stack.pop()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func is Tensor.backward:
+            # The mode is off while its handler runs, but backward must run under it (checkpoint
+            # recomputation replays the forward, which has to take the same paths): run the engine
+            # directly (it is not a torch function) with the mode pushed back.
+            loss = args[0]
+            grad = kwargs.get("gradient", args[1] if len(args) > 1 else None)
+            with self:
+                grad = torch.ones_like(loss) if grad is None else grad
+                torch.autograd.Variable._execution_engine.run_backward(
+                    (loss,), (grad,), bool(kwargs.get("retain_graph")), False, (), allow_unreachable=True,
+                    accumulate_grad=True)
+            return None
+        if func in (torch.tensor, torch.as_tensor):
+            device = kwargs.pop("device", None)
+            if device is not None and torch.device(device).type == "meta":
+                return func(*args, **kwargs).to(device)
+            if device is not None:
+                kwargs["device"] = device
+            return func(*args, **kwargs)
+        dtype = self.autocast_stack[-1]
+        if dtype is not None and func in _LOWP_FUNCS:
+            args, kwargs = tree_map(lambda a: self._cast(a, dtype), (args, kwargs))
+        elif dtype is not None and func in _FP32_FUNCS and kwargs.get("dtype") is None:
+            args, kwargs = tree_map(
+                lambda a: a.float() if isinstance(a, Tensor) and a.dtype in _LOWER else a, (args, kwargs))
+        if func is F.scaled_dot_product_attention and self.sdpa_kernel is not None:
+            q = args[0] if args else kwargs["query"]
+            if q.device.type == "meta" and kwargs.get("attn_mask") is None and len(args) <= 3:
+                return self.sdpa_kernel(*args, **kwargs)
+        return func(*args, **kwargs)
+
+    def _cast(self, a: Any, dtype: torch.dtype) -> Any:
+        if not isinstance(a, Tensor) or not a.is_floating_point() or a.dtype == dtype or a.dtype == torch.float64:
+            return a
+        if a.is_leaf and a.requires_grad:
+            cached = self.weight_cache.get(id(a))
+            if cached is None:
+                cached = self.weight_cache[id(a)] = a.to(dtype)
+            return cached
+        return a.to(dtype)
+
+
+def sdpa_efficient(query: Tensor, key: Tensor, value: Tensor, dropout_p: float = 0.0, is_causal: bool = False,
+                   scale: float | None = None, **_: Any) -> Tensor:
+    """CUDA's memory-efficient attention (saves q, k, v, out, log-sum-exp)."""
+    out = aten._scaled_dot_product_efficient_attention(query, key, value, None, query.requires_grad
+                                                       or key.requires_grad or value.requires_grad,
+                                                       dropout_p, is_causal, scale=scale)
+    return out[0]
+
+
+def sdpa_cpu_flash(query: Tensor, key: Tensor, value: Tensor, dropout_p: float = 0.0, is_causal: bool = False,
+                   scale: float | None = None, **_: Any) -> Tensor:
+    """What CPU SDPA runs (the fused flash kernel for CPU): to compare a meta run with a CPU run."""
+    return aten._scaled_dot_product_flash_attention_for_cpu(query, key, value, dropout_p, is_causal, scale=scale)[0]
+
+
+@contextlib.contextmanager
+def _autocast_on_meta(functions: _MetaFunctions) -> Iterator[None]:
+    """`torch.autocast(device_type="meta", ...)` (the fp32 regions of the deformable attention and the
+    video noise, entered with the tensors' device type) drives the emulation instead of failing or being
+    skipped: autocast has no meta backend."""
+    real = torch.autocast
+
+    class _Autocast(real):  # type: ignore[misc, valid-type]
+        def __init__(self, device_type: str, dtype: torch.dtype | None = None, enabled: bool = True,
+                     cache_enabled: bool | None = None):
+            self._meta = device_type == "meta"
+            if self._meta:
+                self._meta_args = (dtype, enabled)
+            else:
+                super().__init__(device_type, dtype=dtype, enabled=enabled, cache_enabled=cache_enabled)
+
+        def __enter__(self):
+            if self._meta:
+                functions.push_autocast(*self._meta_args)
+                return self
+            return super().__enter__()
+
+        def __exit__(self, *exc):
+            if self._meta:
+                functions.pop_autocast()
+                return False
+            return super().__exit__(*exc)
+
+    from vdit.models.backbone import noise, unet_features
+
+    real_off = noise._autocast_off
+    real_run = unet_features._run
+
+    def run_with_state(fn, use_ckpt, *args, **kwargs):
+        # torch.utils.checkpoint replays a block under the autocast state of its forward (captured per
+        # device type; meta has none): do the same for the emulated state, or a block run with autocast
+        # paused (bf16 frozen weights run natively) would be recomputed under the outer autocast.
+        state = functions.autocast_stack[-1]
+
+        def replay(*a, **k):
+            functions.autocast_stack.append(state)
+            try:
+                return fn(*a, **k)
+            finally:
+                functions.autocast_stack.pop()
+        return real_run(replay, use_ckpt, *args, **kwargs)
+
+    torch.autocast = _Autocast
+    # the video noise skips autocast where it does not exist (meta); here it must pause the emulation
+    noise._autocast_off = lambda device_type: torch.autocast(device_type=device_type, enabled=False)
+    unet_features._run = run_with_state
+    try:
+        yield
+    finally:
+        torch.autocast = real
+        noise._autocast_off = real_off
+        unet_features._run = real_run
+
+
+class _ShapeOnlyDeformAttn(torch.autograd.Function):
+    """Multi-scale deformable attention on meta: the gather implementation's memory, no values.
+
+    Forward saves only the inputs (as the gather kernel) and holds its working set (int32 corner index
+    and corner weights, [N*Lq*M, L*P*4]) while it runs; backward allocates the gradients and the gather
+    backward's four value-sized per-corner buffers. (The gather backward sorts by value-dependent keys,
+    which meta cannot do.)"""
+
+    @staticmethod
+    def forward(ctx, value, spatial_shapes, level_start_index, locations, weights):  # type: ignore[override]
+        n, s, m, d = value.shape
+        lq, lp = locations.shape[1], locations.shape[3] * locations.shape[4]
+        work = (value.new_empty((n * lq * m, lp * 4), dtype=torch.int32), value.new_empty((n * lq * m, lp * 4)))
+        ctx.save_for_backward(value, locations, weights)
+        del work
+        return value.new_empty((n, lq, m * d))
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        value, locations, weights = ctx.saved_tensors
+        per_corner = [value.new_empty(value.shape) for _ in range(4)]
+        grads = (value.new_empty(value.shape), None, None, locations.new_empty(locations.shape),
+                 weights.new_empty(weights.shape))
+        del per_corner
+        return grads
+
+
+def _shape_only_deform_attn(value, spatial_shapes, level_start_index, locations, weights):
+    return _ShapeOnlyDeformAttn.apply(value, spatial_shapes, level_start_index, locations, weights)
+
+
+@contextlib.contextmanager
+def meta_accounting(autocast_dtype: torch.dtype | None = None, sdpa_kernel: Callable | None = sdpa_efficient,
+                    count_flops: bool = True, device_type: str = "meta",
+                    deform_impl: str | None = "shape_only") -> Iterator[SimpleNamespace]:
+    """Everything a step on the meta device needs; yields `acc` with `acc.memory` (_Accounting) and
+    `acc.flops` (FlopCounterMode or None). `device_type="cpu"` tracks a real CPU run the same way (to
+    check the meta accounting against it)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from vdit.models.ops import ms_deform_attn as msda
+
+    saved_default = msda._DEFAULTS.get("meta")
+    if deform_impl == "shape_only":
+        if "shape_only" not in msda.available_impls():
+            msda.register_impl("shape_only", _shape_only_deform_attn)
+        msda.set_default_impl("shape_only", device_type="meta")
+    elif deform_impl is not None:
+        msda.set_default_impl(deform_impl, device_type="meta")
+    functions = _MetaFunctions(autocast_dtype, sdpa_kernel)
+    memory = _Accounting(device_type)
+    flops = FlopCounterMode(display=False) if count_flops else None
+    try:
+        with contextlib.ExitStack() as stack:
+            if flops is not None:
+                stack.enter_context(flops)
+            stack.enter_context(_autocast_on_meta(functions))
+            stack.enter_context(functions)
+            stack.enter_context(memory)
+            yield SimpleNamespace(memory=memory, flops=flops, functions=functions)
+    finally:
+        if saved_default is None:
+            msda._DEFAULTS.pop("meta", None)
+        else:
+            msda._DEFAULTS["meta"] = saved_default
+
+
+# ------------------------------------------------------------------------------------------------
+# Models with random weights
+# ------------------------------------------------------------------------------------------------
+
+
+def model_config(preset: str, grad_ckpt: bool = False):
+    from vdit.config import apply_overrides, preset as make_preset
+
+    cfg = make_preset(preset)
+    return apply_overrides(cfg, [f"backbone.grad_ckpt={str(grad_ckpt).lower()}"])
+
+
+def build_model(preset: str, device: str | torch.device, frozen_dtype: torch.dtype | None = None,
+                grad_ckpt: bool = False, seed: int = 0):
+    """VD-IT with random foundation weights (`frozen_dtype`, default fp32) and fp32 trainable parts."""
+    from vdit.models.foundation import build_foundation_random
+    from vdit.models.vdit import VDIT
+
+    cfg = model_config(preset, grad_ckpt)
+    foundation = build_foundation_random(cfg.foundation.arch, dtype=frozen_dtype, device=device, seed=seed)
+    with torch.device(device):
+        return VDIT(cfg, foundation)
+
+
+class FixedMatcher(nn.Module):
+    """Matching stand-in for meta runs (the Hungarian matcher reads cost values on the CPU): query 0.
+    The matcher runs without gradients and costs a negligible share of a step."""
+
+    def forward(self, logits: Tensor, *_: Any) -> Tensor:
+        return torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+
+
+def make_targets(b: int, t: int, h: int, w: int, device: str | torch.device) -> SimpleNamespace:
+    """One box-shaped object per clip, valid in every frame."""
+    masks = torch.zeros(b, t, h, w)
+    masks[:, :, h // 4: h // 2, w // 3: w // 2] = 1
+    boxes = torch.tensor([(w // 3 + w // 2) / 2 / w, (h // 4 + h // 2) / 2 / h, (w // 2 - w // 3) / w,
+                          (h // 2 - h // 4) / h]).expand(b, t, 4).clone()
+    return SimpleNamespace(masks=masks.to(device), boxes=boxes.to(device),
+                           valid=torch.ones(b, t, dtype=torch.bool).to(device))
+
+
+# ------------------------------------------------------------------------------------------------
+# 1. FLOPs
+# ------------------------------------------------------------------------------------------------
+
+
+def count_inference_flops(preset: str, frames: int, size: tuple[int, int]) -> dict[str, float]:
+    """FLOPs of one clip of `frames` frames at `size`, per component, on the meta device.
+
+    Returns totals per clip: vae_encoder, clip_vision, unet (stock forward, tail included),
+    unet_no_tail (our taps), t2v_text and roberta (one sentence), rest (prompt projection, noise,
+    level projections and the DETR head, one sentence), and per_sentence_ours = unet_no_tail + rest
+    + text encoders (what each extra sentence costs when the visual work is shared)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from vdit.models.backbone.unet_features import unet_taps
+
+    model = build_model(preset, "meta").eval()
+    bb = model.backbone
+    h, w = size
+    text = [TEXTS[0]]
+    out: dict[str, float] = {}
+
+    def count(name: str, fn: Callable[[], Any]) -> Any:
+        with FlopCounterMode(display=False) as counter:
+            result = fn()
+        out[name] = float(counter.get_total_flops())
+        return result
+
+    # Grad mode stays on (free on meta): FlopCounterMode's module tracker fails on no-grad views of
+    # parameters (the instance queries' expand).
+    with meta_accounting(count_flops=False):
+        x = torch.zeros(1, frames, 3, h, w, device="meta")
+        image = bb.clip_image.crop_height, bb.clip_image.crop_width
+        count("clip_vision", lambda: bb.clip_vision(pixel_values=torch.zeros(frames, 3, *image, device="meta")))
+        count("vae_encoder", lambda: bb.vae.encode(torch.zeros(frames, 3, h, w, device="meta")))
+        vis = bb.encode_visual(x)
+        prompt = count("t2v_text", lambda: bb.encode_prompt_text(text))
+        count("roberta", lambda: model.text_encoder(text, torch.device("meta")))
+        z = vis.latent_mean
+        count("unet", lambda: bb.unet(z, bb.timestep, encoder_hidden_states=prompt))
+        count("unet_no_tail", lambda: unet_taps(bb.unet, z, bb.timestep, prompt.repeat_interleave(frames, dim=0)))
+        count("model_with_visual", lambda: model(x, text, visual=vis))
+    out["rest"] = out.pop("model_with_visual") - out["unet_no_tail"] - out["t2v_text"] - out["roberta"]
+    out["per_sentence_ours"] = out["unet_no_tail"] + out["rest"] + out["t2v_text"] + out["roberta"]
+    out["visual"] = out["vae_encoder"] + out["clip_vision"]
+    out["official_per_sentence"] = out["visual"] + out["unet"] + out["rest"] + out["t2v_text"] + out["roberta"]
+    del model
+    return out
+
+
+def count_training_flops(preset: str, frames: int, size: tuple[int, int], grad_ckpt: bool) -> float:
+    """FLOPs of one training step (forward with matching, loss, backward) on the meta device."""
+    from vdit.losses import SetCriterion
+
+    model = build_model(preset, "meta", grad_ckpt=grad_ckpt).train()
+    model.matcher = FixedMatcher()
+    crit = SetCriterion(num_aux_layers=model.cfg.head.dec_layers - 1)
+    h, w = size
+    with meta_accounting(count_flops=True) as acc:
+        out = model(torch.zeros(1, frames, 3, h, w, device="meta"), [TEXTS[0]],
+                    targets=make_targets(1, frames, h, w, "meta"))
+        crit(out, out["targets"])["loss"].backward()
+    return float(acc.flops.get_total_flops())
+
+
+_FLOP_CACHE: dict[tuple, Any] = {}
+
+
+def inference_flops(preset: str, frames: int, size: tuple[int, int]) -> dict[str, float]:
+    """`count_inference_flops` in TFLOP, per clip and per frame (cached per setting)."""
+    key = ("infer", preset, frames, tuple(size))
+    if key not in _FLOP_CACHE:
+        f = count_inference_flops(preset, frames, tuple(size))
+        _FLOP_CACHE[key] = {"clip": {k: v / 1e12 for k, v in f.items()},
+                            "per_frame": {k: v / frames / 1e12 for k, v in f.items()}}
+    return _FLOP_CACHE[key]
+
+
+def training_flops(preset: str, frames: int, size: tuple[int, int], grad_ckpt: bool) -> float:
+    """`count_training_flops` in TFLOP (cached per setting)."""
+    key = ("train", preset, frames, tuple(size), grad_ckpt)
+    if key not in _FLOP_CACHE:
+        _FLOP_CACHE[key] = count_training_flops(preset, frames, tuple(size), grad_ckpt) / 1e12
+    return _FLOP_CACHE[key]
+
+
+def flop_report(args) -> dict[str, Any]:
+    frames, size = args.plan_frames, tuple(args.plan_size)
+    train_frames, train_size = args.plan_train_frames, tuple(args.plan_train_size)
+    per_frame = inference_flops(args.preset, frames, size)["per_frame"]
+    train = {ck: training_flops(args.preset, train_frames, train_size, ck) for ck in (False, True)}
+    print(f"\n== FLOPs ({args.preset} preset, meta device) at {size[0]}x{size[1]}, {frames}-frame clip ==")
+    print(f"{'component':<44}{'TFLOP/frame':>12}{'issue':>8}")
+    rows = [("VAE encoder", "vae_encoder"), ("UNet, stock forward (tail included)", "unet"),
+            ("UNet, VD-IT taps (tail skipped)", "unet_no_tail"), ("CLIP-H vision", "clip_vision"),
+            ("T2V text encoder (1 sentence / frames)", "t2v_text"), ("RoBERTa (1 sentence / frames)", "roberta"),
+            ("prompt proj + noise + levels + head", "rest")]
+    for label, key in rows:
+        ref = ISSUE_TFLOP_PER_FRAME.get({"rest": "head"}.get(key, key))
+        print(f"{label:<44}{per_frame[key]:>12.3f}{'' if ref is None else f'{ref:>8.2f}'}")
+    official = per_frame["official_per_sentence"]
+    shared = per_frame["visual"] / SENTENCES + per_frame["per_sentence_ours"]
+    print(f"per (frame, sentence), official way (all recomputed, tail run): {official:.3f} TFLOP")
+    print(f"per (frame, sentence), visual work shared by {SENTENCES} sentences, tail skipped: {shared:.3f} TFLOP")
+    ours_one = per_frame["visual"] + per_frame["per_sentence_ours"]
+    print(f"sentence-independent share of the work: {per_frame['visual'] / official:.0%} with the tail run, "
+          f"{per_frame['visual'] / ours_one:.0%} with it skipped (issue: 57%)")
+    print(f"bound on one H200 at {H200_DENSE_BF16_TFLOPS:.0f} TFLOP/s: official {H200_DENSE_BF16_TFLOPS / official:.0f}"
+          f" (frame, sentence)/s (issue ~300), ours {H200_DENSE_BF16_TFLOPS / shared:.0f}/s (issue ~550)")
+    print(f"training step ({train_frames} frames {train_size[0]}x{train_size[1]}, fwd + loss + bwd): "
+          f"{train[False]:.2f} TFLOP, with grad ckpt (UNet blocks recomputed) {train[True]:.2f} TFLOP "
+          f"(issue: {ISSUE_TRAIN_STEP_TFLOP})")
+    return {"per_frame": per_frame, "train": train}
+
+
+# ------------------------------------------------------------------------------------------------
+# 2. Memory plan of a training step
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class MemoryPlan:
+    name: str
+    frozen_gb: float
+    trainable_gb: float
+    grads_gb: float
+    optimizer_gb: float
+    activations_gb: float  # held at the end of the forward (saved for backward + outputs)
+    peak_gb: float  # the step's peak of live storages (what torch.cuda.max_memory_allocated reports)
+
+
+def plan_training_memory(preset: str, frames: int, size: tuple[int, int], frozen_dtype: torch.dtype | None,
+                         autocast_dtype: torch.dtype | None, grad_ckpt: bool, name: str = "",
+                         sdpa_kernel: Callable | None = sdpa_efficient) -> MemoryPlan:
+    """One training step (forward, loss, backward, AdamW step) on the meta device, tracked storage by
+    storage. The second step's peak is reported (the optimizer state exists from the first step on)."""
+    from vdit.losses import SetCriterion
+
+    model = build_model(preset, "meta", frozen_dtype=frozen_dtype, grad_ckpt=grad_ckpt).train()
+    model.matcher = FixedMatcher()
+    crit = SetCriterion(num_aux_layers=model.cfg.head.dec_layers - 1)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    frozen = [p for p in model.parameters() if not p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=1e-4, foreach=True)
+    h, w = size
+    nbytes = lambda ts: sum(t.numel() * t.element_size() for t in ts) / GB  # noqa: E731
+    with meta_accounting(autocast_dtype=autocast_dtype, sdpa_kernel=sdpa_kernel, count_flops=False) as acc:
+        acc.memory.track(list(model.parameters()) + list(model.buffers()))
+        for step in range(2):
+            acc.functions.weight_cache.clear()
+            frames_t = torch.zeros(1, frames, 3, h, w, device="meta")
+            targets = make_targets(1, frames, h, w, "meta")
+            if step == 1:
+                acc.memory.reset_peak()
+            before = acc.memory.current
+            out = model(frames_t, [TEXTS[0]], targets=targets)
+            loss = crit(out, out["targets"])["loss"]
+            activations = (acc.memory.current - before) / GB
+            loss.backward()
+            del out, loss
+            acc.functions.weight_cache.clear()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        peak = acc.memory.peak / GB
+    state = [t for s in opt.state.values() for t in s.values() if isinstance(t, Tensor) and t.device.type == "meta"]
+    plan = MemoryPlan(name=name, frozen_gb=nbytes(frozen), trainable_gb=nbytes(trainable), grads_gb=nbytes(trainable),
+                      optimizer_gb=nbytes(state), activations_gb=activations, peak_gb=peak)
+    del model, opt
+    gc.collect()
+    return plan
+
+
+MEMORY_VARIANTS = (
+    # name, frozen weights dtype, autocast dtype, grad ckpt
+    ("official: fp32 weights, fp32", None, None, False),
+    ("fp32 weights, fp32, grad ckpt", None, None, True),
+    ("fp32 weights, bf16 autocast", None, torch.bfloat16, False),
+    ("bf16 frozen + fp32 trainable, bf16 autocast", torch.bfloat16, torch.bfloat16, False),
+    ("bf16 frozen + fp32 trainable, bf16 autocast, grad ckpt", torch.bfloat16, torch.bfloat16, True),
+)
+
+
+def memory_report(args) -> list[MemoryPlan]:
+    frames, size = args.plan_train_frames, tuple(args.plan_train_size)
+    print(f"\n== Memory plan of one training step ({args.preset} preset, {frames} frames {size[0]}x{size[1]}, "
+          f"batch 1, AdamW; meta device, live storages tracked op by op) ==")
+    print(f"{'variant':<56}{'frozen':>8}{'train':>7}{'grads':>7}{'AdamW':>7}{'activ.':>8}{'PEAK GB':>9}")
+    plans = []
+    for name, frozen_dtype, autocast_dtype, ckpt in MEMORY_VARIANTS:
+        p = plan_training_memory(args.preset, frames, size, frozen_dtype, autocast_dtype, ckpt, name)
+        plans.append(p)
+        ok = "  <= 16" if p.peak_gb <= TARGET_TRAIN_MEMORY_GB else ""
+        print(f"{name:<56}{p.frozen_gb:>8.2f}{p.trainable_gb:>7.2f}{p.grads_gb:>7.2f}{p.optimizer_gb:>7.2f}"
+              f"{p.activations_gb:>8.2f}{p.peak_gb:>9.2f}{ok}")
+    print(f"issue: frozen bf16 {ISSUE_FROZEN_BF16_GB} GB, activations ~{ISSUE_ACTIVATIONS_GB['plain']} GB bf16 "
+          f"(~{ISSUE_ACTIVATIONS_GB['grad_ckpt']} GB with grad ckpt); target peak <= {TARGET_TRAIN_MEMORY_GB:.0f} GB. "
+          "Not counted: CUDA context, allocator rounding/fragmentation, cuDNN/cuBLAS workspaces.")
+    return plans
+
+
+# ------------------------------------------------------------------------------------------------
+# 3. Timings on the device present
+# ------------------------------------------------------------------------------------------------
+
+
+class PeakMemory:
+    """Peak memory of a block: torch.cuda.max_memory_allocated on CUDA; on CPU the process's peak RSS
+    during the block (weights included), sampled every millisecond from /proc/self/statm (Linux)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peak_bytes = 0
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self._base = _rss()
+            self._max = self._base
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.001):
+            self._max = max(self._max, _rss())
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak_bytes = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak_bytes = max(self._max, _rss())
+
+
+def _rss() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int) -> tuple[float, int, Any]:
+    """Median seconds over `repeats` after `warmup` calls, the peak memory over the timed calls, and the
+    last result."""
+    result = None
+    for _ in range(warmup):
+        result = fn()
+    _sync(device)
+    runs = []
+    with PeakMemory(device) as mem:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            result = fn()
+            _sync(device)
+            runs.append(time.perf_counter() - t0)
+    return statistics.median(runs), mem.peak_bytes, result
+
+
+def _free(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def time_inference(args, device: torch.device) -> list[dict]:
+    """One video, `sentences` sentences, whole video as one clip, through VDITPredictor."""
+    from vdit.inference.predictor import VDITPredictor
+
+    t, (h, w), s = args.frames, tuple(args.size), args.sentences
+    texts = list(TEXTS[:s])
+    gen = torch.Generator().manual_seed(0)
+    video = torch.rand(t, 3, h, w, generator=gen)  # [T,3,H,W] in [0, 1]: the predictor's input format
+    rows = []
+    probs: dict[str, Any] = {}
+    flops = inference_flops(args.preset, t, (h + (-h) % 16, w + (-w) % 16))["per_frame"]
+    configs = [
+        # label, frozen dtype, amp dtype, sharing, compile
+        ("official way: fp32, every sentence recomputes", None, None, "none", False),
+        ("shared + batched, fp32", None, None, "batch", False),
+        ("shared + batched, bf16 autocast", None, torch.bfloat16, "batch", False),
+        ("shared + batched, bf16 frozen + bf16 autocast", torch.bfloat16, torch.bfloat16, "batch", False),
+    ]
+    if args.compile:
+        configs.append(("  + torch.compile(UNet blocks)", torch.bfloat16, torch.bfloat16, "batch", True))
+    built: tuple[Any, Any] | None = None
+    for label, frozen_dtype, amp_dtype, sharing, compile_unet in configs:
+        if built is None or built[0] != frozen_dtype:
+            built = None
+            _free(device)
+            built = (frozen_dtype, build_model(args.preset, device, frozen_dtype=frozen_dtype).eval())
+        model = built[1]
+        if compile_unet:
+            model.backbone.compile_unet()
+        pred = VDITPredictor(model=model, device=device, window=None, short_side=None, max_size=None,
+                             amp=amp_dtype is not None, amp_dtype=amp_dtype, sharing=sharing, max_text_batch=s)
+        sec, peak, result = timed(lambda: pred.segment(video, texts, return_probs=True), device,
+                                  args.repeats, args.warmup)
+        pairs = t * s / sec
+        row = {"label": label, "sec": sec, "pairs_per_s": pairs, "peak_gb": peak / GB}
+        per_pair = flops["per_sentence_ours"] + flops["visual"] / (1 if sharing == "none" else s)
+        row["tflops"] = per_pair * t * s / sec
+        key = "fp32" if amp_dtype is None and sharing == "batch" else label
+        probs[key] = [r.probs for r in result]
+        if amp_dtype is not None and "fp32" in probs:
+            row["agreement"] = _mask_agreement(probs["fp32"], probs[key], args.threshold_margin)
+        rows.append(row)
+    del built
+    _free(device)
+    print(f"\n== Inference ({args.preset} preset, {device.type}): one video of {t} frames {h}x{w} "
+          f"(padded to a multiple of 16), {s} sentences, median of {args.repeats} ==")
+    mem = "peak GB" if device.type == "cuda" else "RSS GB"
+    print(f"{'mode':<52}{'s/video':>9}{'(f,s)/s':>9}{mem:>9}{'TFLOP/s':>9}  bf16 vs fp32 masks")
+    for r in rows:
+        print(f"{r['label']:<52}{r['sec']:>9.3g}{r['pairs_per_s']:>9.3g}{r['peak_gb']:>9.3f}{r['tflops']:>9.3g}"
+              f"  {r.get('agreement', '')}")
+    print(f"target: >= {TARGET_INFER_PAIRS_PER_S:.0f} (frame, sentence)/s on one H200 at 368x640, 20 frames, "
+          f"3 sentences (official code: {OFFICIAL_FPS:.0f} FPS)")
+    return rows
+
+
+def _mask_agreement(ref: list, other: list, margin: float) -> str:
+    """Max |p - p_fp32| and the share of pixels whose mask differs, over all pixels and over pixels whose
+    fp32 probability is more than `margin` from the 0.5 threshold."""
+    import numpy as np
+
+    a = np.concatenate([p.ravel() for p in ref])
+    b = np.concatenate([p.ravel() for p in other])
+    diff = np.abs(a - b).max()
+    flips = (a > 0.5) != (b > 0.5)
+    confident = np.abs(a - 0.5) > margin
+    return (f"max|dp|={diff:.3g}, masks differ {flips.mean():.2%} of pixels, "
+            f"{flips[confident].mean() if confident.any() else 0.0:.2%} where |p-0.5|>{margin}")
+
+
+def time_training(args, device: torch.device) -> list[dict]:
+    from vdit.losses import SetCriterion
+
+    t, (h, w) = args.train_frames, tuple(args.train_size)
+    configs = [
+        # label, frozen dtype, autocast dtype, grad ckpt
+        ("fp32", None, None, False),
+        ("fp32, grad ckpt", None, None, True),
+        ("fp32 weights, bf16 autocast", None, torch.bfloat16, False),
+        ("bf16 frozen + bf16 autocast", torch.bfloat16, torch.bfloat16, False),
+        ("bf16 frozen + bf16 autocast, grad ckpt", torch.bfloat16, torch.bfloat16, True),
+    ]
+    gen = torch.Generator().manual_seed(0)
+    frames = torch.randn(1, t, 3, h, w, generator=gen).to(device)
+    targets = make_targets(1, t, h, w, device)
+    rows = []
+    built: tuple[Any, Any] | None = None
+    for label, frozen_dtype, amp_dtype, ckpt in configs:
+        if built is None or built[0] != frozen_dtype:
+            built = None
+            _free(device)
+            built = (frozen_dtype, build_model(args.preset, device, frozen_dtype=frozen_dtype).train())
+        model = built[1]
+        model.backbone.cfg.grad_ckpt = ckpt
+        crit = SetCriterion(num_aux_layers=model.cfg.head.dec_layers - 1)
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+
+        def step():
+            cast = contextlib.nullcontext() if amp_dtype is None else torch.autocast(device.type, dtype=amp_dtype)
+            with cast:
+                out = model(frames, [TEXTS[0]], targets=targets)
+                loss = crit(out, out["targets"])["loss"]
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            return float(loss.detach())
+
+        sec, peak, _ = timed(step, device, args.repeats, args.warmup)
+        row = {"label": label, "sec": sec, "peak_gb": peak / GB}
+        row["tflops"] = training_flops(args.preset, t, (h, w), ckpt) / sec
+        rows.append(row)
+        del opt
+    del built
+    _free(device)
+    mem = "peak GB" if device.type == "cuda" else "RSS GB"
+    print(f"\n== Training step ({args.preset} preset, {device.type}): batch 1, {t} frames {h}x{w}, AdamW, "
+          f"median of {args.repeats} ==")
+    print(f"{'mode':<44}{'ms/step':>9}{mem:>9}{'TFLOP/s':>9}")
+    for r in rows:
+        print(f"{r['label']:<44}{r['sec'] * 1000:>9.0f}{r['peak_gb']:>9.3f}{r['tflops']:>9.3g}")
+    print(f"target: <= {TARGET_TRAIN_STEP_MS:.0f} ms/step on one H200 and <= {TARGET_TRAIN_MEMORY_GB:.0f} GB "
+          "(torch.cuda.max_memory_allocated) at 5 frames 352x640")
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------
+# main
+# ------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default=None, help="cuda | cpu (default: cuda if available)")
+    ap.add_argument("--preset", default="full", help="model preset (full = the paper's widths; tiny for smoke runs)")
+    ap.add_argument("--cpu-small", action="store_true",
+                    help=f"CPU, full widths, small inputs: {CPU_SMALL}")
+    ap.add_argument("--only", choices=("flops", "memory-plan", "inference", "training"), action="append",
+                    help="run only these parts (repeatable); default: all")
+    ap.add_argument("--memory-plan", action="store_true", help="same as --only memory-plan")
+    ap.add_argument("--frames", type=int, default=CLIP_FRAMES, help="frames per clip (inference timing)")
+    ap.add_argument("--size", type=int, nargs=2, default=YTVOS_SIZE, metavar=("H", "W"))
+    ap.add_argument("--sentences", type=int, default=SENTENCES)
+    ap.add_argument("--train-frames", type=int, default=TRAIN_FRAMES)
+    ap.add_argument("--train-size", type=int, nargs=2, default=TRAIN_SIZE, metavar=("H", "W"))
+    ap.add_argument("--plan-frames", type=int, default=CLIP_FRAMES, help="clip length of the FLOP report")
+    ap.add_argument("--plan-size", type=int, nargs=2, default=YTVOS_SIZE, metavar=("H", "W"),
+                    help="frame size of the FLOP report")
+    ap.add_argument("--plan-train-frames", type=int, default=TRAIN_FRAMES,
+                    help="training clip of the FLOP report and the memory plan")
+    ap.add_argument("--plan-train-size", type=int, nargs=2, default=TRAIN_SIZE, metavar=("H", "W"))
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile of the UNet blocks")
+    ap.add_argument("--threshold-margin", type=float, default=0.05,
+                    help="mask agreement is also reported over pixels whose fp32 probability is this far from 0.5")
+    args = ap.parse_args(argv)
+    if args.cpu_small:
+        args.device = "cpu"
+        for k, v in CPU_SMALL.items():
+            setattr(args, k, v)
+    if args.memory_plan:
+        args.only = (args.only or []) + ["memory-plan"]
+    args.only = set(args.only or ("flops", "memory-plan", "inference", "training"))
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from vdit.inference.predictor import resolve_device
+
+    device = resolve_device(args.device)
+    results: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    if "flops" in args.only:
+        results["flops"] = flop_report(args)
+    if "memory-plan" in args.only:
+        results["memory"] = memory_report(args)
+    if "inference" in args.only:
+        results["inference"] = time_inference(args, device)
+    if "training" in args.only:
+        results["training"] = time_training(args, device)
+    print(f"\n(total {time.perf_counter() - t0:.0f} s; torch {torch.__version__}, {torch.get_num_threads()} CPU threads)")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -167,17 +167,19 @@ def full_config() -> ModelConfig:
     return ModelConfig().validate()
 
 
+def local_foundation(root: str | Path, arch: str) -> FoundationConfig:
+    """The foundation models in one folder's t2v/, clip_vision/ and text_encoder/ subfolders."""
+    root = Path(root)
+    return FoundationConfig(t2v=str(root / "t2v"), clip_vision=str(root / "clip_vision"),
+                            text_encoder=str(root / "text_encoder"), arch=arch)
+
+
 def tiny_config(foundation_root: str | Path | None = None) -> ModelConfig:
     """The same architecture at toy widths. `foundation_root` = a folder made by
     `vdit.testing.build_tiny_foundation` (subfolders t2v/, clip_vision/, text_encoder/)."""
     root = Path(foundation_root) if foundation_root is not None else Path("tiny-foundation")
     cfg = ModelConfig(
-        foundation=FoundationConfig(
-            t2v=str(root / "t2v"),
-            clip_vision=str(root / "clip_vision"),
-            text_encoder=str(root / "text_encoder"),
-            arch="tiny",
-        ),
+        foundation=local_foundation(root, "tiny"),
         backbone=BackboneConfig(
             prompt=PromptConfig(num_heads=4, ffn_dim=32),
             level_hidden_channels=(32, 32, 48, 64),
@@ -206,12 +208,7 @@ def mini_config(foundation_root: str | Path | None = None) -> ModelConfig:
     `vdit mini pretrain --out` works the same."""
     root = Path(foundation_root) if foundation_root is not None else MINI_FOUNDATION_DIR
     cfg = ModelConfig(
-        foundation=FoundationConfig(
-            t2v=str(root / "t2v"),
-            clip_vision=str(root / "clip_vision"),
-            text_encoder=str(root / "text_encoder"),
-            arch="mini",
-        ),
+        foundation=local_foundation(root, "mini"),
         backbone=BackboneConfig(
             prompt=PromptConfig(num_heads=4, ffn_dim=64),  # prompt width = the UNet's cross-attention 64
             level_hidden_channels=(32, 64, 64, 64),

@@ -34,12 +34,12 @@ from vdit.mini.data import (
 from vdit.mini.pretrain import (
     PretrainPlan,
     clip_text_tower,
-    quiet_libraries,
     train_clip,
     train_roberta,
     train_t2v_unet,
     train_vae,
 )
+from vdit.models.foundation import quiet_libraries
 from vdit.models.foundation_arch import CLIP_MEAN, CLIP_STD, SCHEDULER, arch
 
 MANIFEST = "mini_foundation.json"

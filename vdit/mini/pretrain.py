@@ -17,12 +17,11 @@ and all data sampling uses a `torch.Generator` seeded from it (same process sett
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -111,26 +110,6 @@ def plan_for_budget(minutes: float = DEFAULT_MINUTES) -> PretrainPlan:
 
 # ---------------------------------------------------------------------------------------------------
 # shared helpers
-
-
-@contextlib.contextmanager
-def quiet_libraries() -> Iterator[None]:
-    """Silence the libraries' per-model load/save progress bars and info messages."""
-    import diffusers.utils.logging as dlog
-    import transformers.utils.logging as tlog
-
-    saved = (tlog.get_verbosity(), dlog.get_verbosity())
-    tlog.set_verbosity_error()
-    dlog.set_verbosity_error()
-    tlog.disable_progress_bar()
-    dlog.disable_progress_bar()
-    try:
-        yield
-    finally:
-        tlog.set_verbosity(saved[0])
-        dlog.set_verbosity(saved[1])
-        tlog.enable_progress_bar()
-        dlog.enable_progress_bar()
 
 
 def _generator(seed: int, stage: str) -> torch.Generator:

@@ -16,7 +16,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from vdit.errors import ConfigError
-from vdit.mini.pretrain import EMPTY_PROMPT, PIXEL_MAX, encode_prompts, quiet_libraries
+from vdit.mini.pretrain import EMPTY_PROMPT, PIXEL_MAX, encode_prompts
+from vdit.models.foundation import quiet_libraries
 
 DEFAULT_STEPS = 50
 DEFAULT_GUIDANCE = 4.0

@@ -20,7 +20,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -144,7 +144,7 @@ def _clip_image_spec(path: str) -> ClipImageSpec:
 
 
 @contextlib.contextmanager
-def _quiet_libraries():
+def quiet_libraries() -> Iterator[None]:
     """The libraries print load reports (e.g. the unused text tower of a full CLIP checkpoint) and
     progress bars for every model; vdit loads known layouts, so keep only their errors."""
     import diffusers.utils.logging as dlog
@@ -166,7 +166,7 @@ def _quiet_libraries():
 
 def load_foundation(cfg: FoundationConfig, torch_dtype: torch.dtype | None = None) -> Foundation:
     """Load every frozen model named by `cfg` (local folders are validated first)."""
-    with _quiet_libraries():
+    with quiet_libraries():
         return _load_foundation(cfg, torch_dtype)
 
 
@@ -257,7 +257,7 @@ def _build_foundation(arch_name: str, device: torch.device, vocab: int | None,
             module = build()
         return module if dtype is None else module.to(dtype)
 
-    with _quiet_libraries():
+    with quiet_libraries():
         unet = make(lambda: UNet3DConditionModel(**a["unet"]))
         vae = make(lambda: AutoencoderKL(**a["vae"]))
         text_cfg = {**a["t2v_text"], "vocab_size": a["t2v_text"]["vocab_size"] or text_vocab}

@@ -323,9 +323,10 @@ def _autocast_on_meta(functions: _MetaFunctions) -> Iterator[None]:
                 return False
             return super().__exit__(*exc)
 
-    from vdit.models.backbone import noise, unet_features
+    from vdit.models import precision
+    from vdit.models.backbone import unet_features
 
-    real_off = noise._autocast_off
+    real_off = precision.autocast_off
     real_run = unet_features._run
 
     def run_with_state(fn, use_ckpt, *args, **kwargs):
@@ -343,14 +344,14 @@ def _autocast_on_meta(functions: _MetaFunctions) -> Iterator[None]:
         return real_run(replay, use_ckpt, *args, **kwargs)
 
     torch.autocast = _Autocast
-    # the video noise skips autocast where it does not exist (meta); here it must pause the emulation
-    noise._autocast_off = lambda device_type: torch.autocast(device_type=device_type, enabled=False)
+    # vdit's autocast_off skips autocast where it does not exist (meta); here it must pause the emulation
+    precision.autocast_off = lambda device_type: torch.autocast(device_type=device_type, enabled=False)
     unet_features._run = run_with_state
     try:
         yield
     finally:
         torch.autocast = real
-        noise._autocast_off = real_off
+        precision.autocast_off = real_off
         unet_features._run = real_run
 
 

@@ -23,6 +23,10 @@ VAE_LATENT_MODES = ("sample_train_mean_eval", "sample", "mean")
 UNET_INITS = ("pretrained", "random")  # foundation.unet_init: the random-UNet control
 
 
+# The three model folders a foundation consists of (FoundationConfig's path fields).
+FOUNDATION_PARTS = ("t2v", "clip_vision", "text_encoder")
+
+
 @dataclass
 class FoundationConfig:
     """The frozen foundation models: local folders or hub ids, in their owners' published layouts."""
@@ -170,8 +174,7 @@ def full_config() -> ModelConfig:
 def local_foundation(root: str | Path, arch: str) -> FoundationConfig:
     """The foundation models in one folder's t2v/, clip_vision/ and text_encoder/ subfolders."""
     root = Path(root)
-    return FoundationConfig(t2v=str(root / "t2v"), clip_vision=str(root / "clip_vision"),
-                            text_encoder=str(root / "text_encoder"), arch=arch)
+    return FoundationConfig(**{part: str(root / part) for part in FOUNDATION_PARTS}, arch=arch)
 
 
 def tiny_config(foundation_root: str | Path | None = None) -> ModelConfig:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-DEFAULT_THREADS = 2
+from vdit.cli.mini import DEFAULT_THREADS, set_threads
+from vdit.mini.demo import DEFAULT_OUT, DEMO_SEED
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,21 +19,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "two referring expressions with the built-in VD-IT model, write PNG masks, "
                                    "overlay.mp4, side_by_side.png and summary.json to --out, and print J&F "
                                    "against the clip's ground truth.")
-    p.add_argument("--out", default="vdit-demo", help="output folder (default vdit-demo/)")
-    p.add_argument("--seed", type=int, default=0, help="which generated clip (default 0)")
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT}/)")
+    p.add_argument("--seed", type=int, default=DEMO_SEED, help=f"which generated clip (default {DEMO_SEED})")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS, help=f"torch CPU threads (default {DEFAULT_THREADS})")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from vdit.errors import ConfigError
     from vdit.mini.demo import run_demo
 
-    if args.threads < 1:
-        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     run_demo(args.out, seed=args.seed, device=args.device)
     return 0

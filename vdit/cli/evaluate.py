@@ -57,7 +57,7 @@ def _foundation(root: str | None) -> dict[str, str] | None:
         return None
     from pathlib import Path
 
-    from vdit.engine.recipes import FOUNDATION_PARTS
+    from vdit.config import FOUNDATION_PARTS
     from vdit.errors import ConfigError
 
     base = Path(root).expanduser()

@@ -60,16 +60,12 @@ def default_samples_path(out: Path) -> Path:
 
 
 def run_pretrain(args: argparse.Namespace) -> int:
-    import torch
-
     from vdit.errors import ConfigError
     from vdit.mini.build import build_mini_foundation
     from vdit.mini.data import default_data_dir, load_corpus
     from vdit.mini.pretrain import PretrainPlan, plan_for_budget
 
-    if args.threads < 1:
-        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     out = Path(args.out).expanduser().resolve()
     samples = Path(args.samples).expanduser().resolve() if args.samples else default_samples_path(out)
     if out == samples or out in samples.parents:
@@ -97,7 +93,8 @@ DEFAULT_RUN = "runs/mini"
 DEFAULT_ABLATION_RUNS = "runs/mini-ablations"
 
 
-def _threads(n: int) -> None:
+def set_threads(n: int) -> None:
+    """torch's CPU thread count, checked (the --threads option of the mini commands and `vdit demo`)."""
     import torch
 
     from vdit.errors import ConfigError
@@ -148,16 +145,16 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from vdit.mini.train import evaluate_mini, format_scores, mini_run_config, ship_head, train_mini
+    from vdit.mini.train import EVAL_SUBDIR, evaluate_mini, format_scores, mini_run_config, ship_head, train_mini
 
-    _threads(args.threads)
+    set_threads(args.threads)
     cfg = mini_run_config(args.foundation, _data_dir(args), args.overrides, steps=args.steps, seed=args.seed,
                           control=args.control)
     result = train_mini(cfg, args.out, resume=args.resume)
     print(f"trained {result.steps} steps in {result.wall_s:.0f}s"
           f"{'' if result.finished_schedule else ' (stopped by --steps)'}; head in {result.weights_dir}")
     if not args.no_eval:
-        scores = evaluate_mini(result.weights_dir, cfg.data.root, Path(args.out) / "eval", limit=args.eval_limit)
+        scores = evaluate_mini(result.weights_dir, cfg.data.root, Path(args.out) / EVAL_SUBDIR, limit=args.eval_limit)
         print(format_scores(scores))
     if args.ship:
         print(f"shipped the head to {ship_head(result.weights_dir)}")
@@ -184,7 +181,7 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     from vdit.mini.train import EVAL_SPLITS, evaluate_mini, format_scores
 
-    _threads(args.threads)
+    set_threads(args.threads)
     scores = evaluate_mini(args.weights, _data_dir(args), args.out, splits=args.split or EVAL_SPLITS,
                            limit=args.limit)
     print(format_scores(scores))
@@ -214,7 +211,7 @@ def add_ablations(sub: argparse._SubParsersAction) -> None:
 def run_ablations(args: argparse.Namespace) -> int:
     from vdit.mini.ablations import DEFAULT_STEPS, run_ablation_table
 
-    _threads(args.threads)
+    set_threads(args.threads)
     summary = run_ablation_table(
         runs=Path(args.runs), markdown=Path(args.out), seeds=args.seeds,
         steps=args.steps or DEFAULT_STEPS, only=args.only, foundation=args.foundation, data=_data_dir(args),

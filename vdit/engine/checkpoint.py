@@ -250,7 +250,8 @@ def checkpoint_name(global_step: int) -> str:
     return f"{CHECKPOINT_PREFIX}{global_step:0{STEP_DIGITS}d}"
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """sha256 of a file, read in chunks (model files need not fit in memory twice)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(HASH_CHUNK):
@@ -317,7 +318,7 @@ def save_checkpoint(
         _write_json(tmp / RNG_META, {"ranks": [json.loads(b.decode()) for b in all_meta or []]})
         save_yaml(run_config, tmp / RUN_CONFIG_FILE)
         files = sorted(p.name for p in tmp.iterdir())
-        manifest = {n: {"bytes": (tmp / n).stat().st_size, "sha256": _sha256(tmp / n)} for n in files}
+        manifest = {n: {"bytes": (tmp / n).stat().st_size, "sha256": sha256_file(tmp / n)} for n in files}
         _write_json(tmp / STATE_FILE, {
             "format": FORMAT, "vdit_version": __version__, "name": name,
             "state": dataclasses.asdict(state),
@@ -402,7 +403,7 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
         size = file.stat().st_size
         if size != info["bytes"]:
             raise CheckpointError(f"{file}: truncated or altered ({size} bytes, the manifest says {info['bytes']})")
-        if _sha256(file) != info["sha256"]:
+        if sha256_file(file) != info["sha256"]:
             raise CheckpointError(f"{file}: corrupt (sha256 differs from the manifest)")
     try:
         state = TrainState(**meta["state"])

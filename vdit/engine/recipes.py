@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from vdit.config import DataConfig, ModelConfig, RunConfig, TrainConfig, full_config, tiny_config
+from vdit.config import FOUNDATION_PARTS, DataConfig, ModelConfig, RunConfig, TrainConfig, full_config, tiny_config
 from vdit.errors import ConfigError
 
 # Supplementary, pre-training on RefCOCO/+/g.
@@ -57,7 +57,6 @@ TINY_SYNTHETIC_VIDEOS = 8
 TINY_SYNTHETIC_FRAMES = 6
 TINY_SYNTHETIC_SIDE = 64  # 64x64 frames
 TINY_LOG_EVERY = 1
-FOUNDATION_PARTS = ("t2v", "clip_vision", "text_encoder")
 
 
 def _video_train(epochs: int, drops: tuple[int, ...], **kwargs) -> TrainConfig:

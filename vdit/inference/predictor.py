@@ -22,6 +22,7 @@ batch; `"loop"`: one forward per sentence on the shared features; `"none"`: reco
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -58,13 +59,22 @@ BUILTIN_FOUNDATION_RECORD = "foundation.sha256"
 
 
 def foundation_fingerprint(root: Path) -> str:
-    """sha256 over the relative paths and contents of every safetensors file under a foundation folder."""
+    """sha256 over the relative paths and contents of every safetensors file under a foundation folder.
+    Hashed once per process and file state (path, size, mtime): the built-in model is checked by the CLI,
+    the demo and the predictor, and the weights are ~19 MB."""
+    files = sorted(Path(root).rglob("*.safetensors"))
+    state = tuple((p.relative_to(root).as_posix(), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _fingerprint(Path(root), state)
+
+
+@functools.lru_cache(maxsize=8)
+def _fingerprint(root: Path, state: tuple[tuple[str, int, int], ...]) -> str:
     import hashlib
 
     digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.safetensors")):
-        digest.update(path.relative_to(root).as_posix().encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    for rel, _size, _mtime in state:
+        digest.update(rel.encode())
+        digest.update(hashlib.sha256((root / rel).read_bytes()).digest())
     return digest.hexdigest()
 
 

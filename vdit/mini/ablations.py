@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 
 from vdit.engine.recipes import MINI_BATCH_SIZE, MINI_NUM_FRAMES
 from vdit.errors import ConfigError
+from vdit.inference.benchmarks import write_json
 
 # Per-run budget: 33 runs (11 variants x 3 seeds) x (DEFAULT_STEPS steps + scoring) fit the 3-hour CPU
 # budget of the reference 2-core machine: measured there, while other jobs shared it, 400 steps of the
@@ -97,7 +98,7 @@ def run_folder(runs: Path, variant: str, seed_index: int) -> Path:
 def run_one(variant: Variant, seed_index: int, runs: Path, steps: int, foundation: str | Path | None,
             data: str | Path | None, eval_limit: int | None) -> dict[str, Any]:
     """Train + score one (variant, seed); writes and returns its result.json content."""
-    from vdit.mini.train import evaluate_mini, mini_run_config, train_mini
+    from vdit.mini.train import EVAL_SUBDIR, evaluate_mini, mini_run_config, train_mini
 
     folder = run_folder(runs, variant.name, seed_index)
     if folder.exists():  # an interrupted run: start it again from scratch
@@ -106,7 +107,7 @@ def run_one(variant: Variant, seed_index: int, runs: Path, steps: int, foundatio
     cfg = mini_run_config(foundation, data, variant.overrides, steps=steps, seed=seed, control=variant.control)
     trained = train_mini(cfg, folder)
     start = time.perf_counter()
-    scores = evaluate_mini(trained.weights_dir, cfg.data.root, folder / "eval", limit=eval_limit)
+    scores = evaluate_mini(trained.weights_dir, cfg.data.root, folder / EVAL_SUBDIR, limit=eval_limit)
     result = {"variant": variant.name, "label": variant.label, "seed": seed, "steps": trained.steps,
               "overrides": list(variant.overrides), "control": variant.control, "eval_limit": eval_limit,
               "train_s": trained.wall_s, "eval_s": round(time.perf_counter() - start, 1), "scores": scores}
@@ -116,9 +117,7 @@ def run_one(variant: Variant, seed_index: int, runs: Path, steps: int, foundatio
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
-    tmp = folder / f".{RESULT_FILE}.tmp"
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(folder / RESULT_FILE)
+    write_json(folder / RESULT_FILE, result)
     return result
 
 

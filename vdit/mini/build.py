@@ -12,7 +12,6 @@ half-written model folder.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -22,6 +21,7 @@ from typing import Any, Callable
 
 import torch
 
+from vdit.engine.checkpoint import sha256_file
 from vdit.errors import ConfigError
 from vdit.mini.data import (
     MINI_BENCHMARK,
@@ -119,7 +119,7 @@ def file_table(root: Path) -> dict[str, dict[str, Any]]:
         rel = path.relative_to(root).as_posix()
         if rel in (MANIFEST, LOG_FILE):
             continue
-        out[rel] = {"bytes": path.stat().st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        out[rel] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
     return out
 
 

@@ -21,7 +21,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 
 from vdit.data.synthetic import COLOURS, DIRECTIONS, INFO_FILE, RELATIONS, SHAPES, SIZES, make_synthetic_benchmark
 from vdit.data.ytvos import FRAME_EXT, load_json, meta_expressions_path, parse_meta_expressions
@@ -130,21 +129,11 @@ class CaptionCorpus:
         texts.update(self.frame_captions)
         return sorted(texts)
 
-    def subset(self, count: int) -> "CaptionCorpus":
-        """The first `count` videos (smoke runs)."""
-        return CaptionCorpus(self.video_ids[:count], self.frames[:count], self.expressions[:count],
-                             self.scene_captions[:count], self.frame_captions[:count])
-
 
 def _read_frames(root: Path, split: str, video_id: str, names: Sequence[str]) -> np.ndarray:
-    out = []
-    for name in names:
-        path = root / split / "JPEGImages" / video_id / f"{name}{FRAME_EXT}"
-        try:
-            with Image.open(path) as img:
-                out.append(np.asarray(img.convert("RGB")))
-        except OSError as exc:
-            raise DataError(f"cannot read benchmark frame {path}: {exc}") from exc
+    from vdit.data.video_io import read_image
+
+    out = [np.asarray(read_image(root / split / "JPEGImages" / video_id / f"{name}{FRAME_EXT}")) for name in names]
     shapes = {a.shape for a in out}
     if len(shapes) != 1:
         raise DataError(f"frames of {root / split / 'JPEGImages' / video_id} differ in size: {sorted(shapes)}")

@@ -11,7 +11,6 @@ benchmark scorer (`expression_jf`: DAVIS region and boundary measures, mean over
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
@@ -67,15 +66,10 @@ def write_clip(frames: np.ndarray, folder: Path) -> Path:
 
 def read_masks(folder: Path, num_frames: int) -> np.ndarray:
     """The PNG masks written by the segment writer -> bool [T, H, W]."""
-    out = []
-    for t in range(num_frames):
-        path = folder / f"{t:05d}.png"
-        try:
-            with Image.open(path) as img:
-                out.append(np.asarray(img.convert("L")) > 0)
-        except OSError as exc:
-            raise DataError(f"cannot read predicted mask {path}: {exc}") from exc
-    return np.stack(out)
+    from vdit.evaluation.masks_io import read_label_png
+
+    return np.stack([read_label_png(folder / f"{t:05d}.png", DataError, "predicted mask") > 0
+                     for t in range(num_frames)])
 
 
 def side_by_side(frames: np.ndarray, gts: list[np.ndarray], preds: list[np.ndarray], labels: list[str]) -> Image.Image:
@@ -151,8 +145,3 @@ def run_demo(out: str | Path = DEFAULT_OUT, seed: int = DEMO_SEED, device: str =
          f"in {summary['demo_elapsed_s']:.1f}s")
     return summary
 
-
-def load_summary(out: str | Path) -> dict[str, Any]:
-    from vdit.inference.export import SUMMARY_NAME
-
-    return json.loads((Path(out) / SUMMARY_NAME).read_text())

@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from vdit.config import RunConfig, apply_overrides
+from vdit.config import FOUNDATION_PARTS, RunConfig, apply_overrides
 from vdit.errors import ConfigError, ModelLoadError
 
 MINI_PRESET = "mini_synthetic"
@@ -105,7 +105,7 @@ def scored_splits(data_root: Path, splits: Sequence[str]) -> list[str]:
 def check_foundation(cfg: RunConfig) -> None:
     """A clear error when the foundation folders are missing (e.g. the shipped ones before
     `vdit mini pretrain` wrote them)."""
-    for key in ("t2v", "clip_vision", "text_encoder"):
+    for key in FOUNDATION_PARTS:
         path = Path(getattr(cfg.model.foundation, key))
         if not path.is_dir():
             raise ModelLoadError(f"foundation model folder {path} not found: run `vdit mini pretrain` (or pass "
@@ -223,15 +223,14 @@ def ship_head(weights_dir: str | Path, dest: str | Path | None = None) -> Path:
     model loads wherever vdit is installed. The head must have been trained on the shipped foundation."""
     import vdit
     from vdit.inference.predictor import BUILTIN_FOUNDATION_RECORD, BUILTIN_WEIGHTS_DIR, foundation_fingerprint
-    from vdit.models.vdit import (CONFIG_NAME, FOUNDATION_PATH_KEYS, PACKAGE_PATH_MARKER, WEIGHTS_NAME,
-                                  resolve_package_path)
+    from vdit.models.vdit import CONFIG_NAME, PACKAGE_PATH_MARKER, WEIGHTS_NAME, resolve_package_path
 
     src = Path(weights_dir)
     dest = Path(dest) if dest is not None else BUILTIN_WEIGHTS_DIR
     package = Path(vdit.__file__).resolve().parent
     data = json.loads((src / CONFIG_NAME).read_text())
     foundation = data["model"]["foundation"]
-    for key in FOUNDATION_PATH_KEYS:
+    for key in FOUNDATION_PARTS:
         path = Path(foundation[key]).expanduser().resolve()
         if package not in path.parents:
             raise ConfigError(f"{src}: foundation.{key} = {path} is not inside the vdit package ({package}); "

@@ -9,19 +9,9 @@ import torch
 
 from vdit.errors import ModelLoadError
 from vdit.mini.data import CaptionCorpus
-from vdit.mini.pretrain import frames_to_unit
+from vdit.models.inputs import frames_to_tensor
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 VERIFY_FRAMES = 4
-
-
-def imagenet_normalise(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 [T,H,W,3] -> float [T,3,H,W] normalised with the ImageNet statistics (VD-IT's input)."""
-    x = frames_to_unit(frames)
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    return (x - mean) / std
 
 
 @torch.no_grad()
@@ -35,7 +25,7 @@ def verify_foundation(root: str | Path, corpus: CaptionCorpus, seed: int = 0) ->
     torch.manual_seed(seed)
     model = VDIT.from_config(mini_config(Path(root))).eval()
     t = min(VERIFY_FRAMES, corpus.frames.shape[1])
-    frames = imagenet_normalise(corpus.frames[0, :t])[None]
+    frames = frames_to_tensor(list(corpus.frames[0, :t]))[None]
     text = corpus.expressions[0][0] if corpus.expressions[0] else corpus.scene_captions[0]
     out = model(frames, [text])
     masks = out["pred_masks"]

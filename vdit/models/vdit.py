@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vdit import __version__
-from vdit.config import ModelConfig, from_dict
+from vdit.config import FOUNDATION_PARTS, ModelConfig, from_dict
 from vdit.errors import ConfigError, InputError, ModelLoadError
 from vdit.losses.matcher import VideoHungarianMatcher
 from vdit.models.backbone.diffusion_backbone import MIN_SIDE, DiffusionBackbone, VisualFeatures, level_masks
@@ -44,7 +44,6 @@ BLIND_TEXT = ""
 # Foundation paths in a saved config that start with this marker are relative to the installed vdit
 # package (the built-in model ships its foundation inside the package, wherever it is installed).
 PACKAGE_PATH_MARKER = "vdit-package:"
-FOUNDATION_PATH_KEYS = ("t2v", "clip_vision", "text_encoder")
 BOX_MLP_LAYERS = 3
 
 
@@ -397,6 +396,6 @@ def load_model_config(name_or_path: str | Path) -> ModelConfig:
         cfg = from_dict(ModelConfig, data["model"]).validate()
     except ConfigError as exc:
         raise ModelLoadError(f"{path}: {exc}") from exc
-    for key in FOUNDATION_PATH_KEYS:
+    for key in FOUNDATION_PARTS:
         setattr(cfg.foundation, key, resolve_package_path(getattr(cfg.foundation, key)))
     return cfg

@@ -27,6 +27,7 @@ from vdit.models.backbone.noise import VideoNoise, add_noise, make_noise, step_t
 from vdit.models.backbone.prompt import TextGuidedProjection
 from vdit.models.backbone.unet_features import unet_taps
 from vdit.models.foundation import Foundation
+from vdit.models import precision
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -170,7 +171,7 @@ class DiffusionBackbone(nn.Module):
         dtype = self._dtype(module)
         if dtype == torch.float32:
             return contextlib.nullcontext()
-        return torch.autocast(device_type=self.pixel_mean.device.type, enabled=False)
+        return precision.autocast_off(self.pixel_mean.device.type)
 
     # ------------------------------------------------------------------ forward
 
@@ -184,7 +185,7 @@ class DiffusionBackbone(nn.Module):
         """frames [B,T,3,H,W] (or precomputed `visual`), one text per clip -> 4 levels [B*T, C_l, h_l, w_l]."""
         if visual is None:
             visual = self.encode_visual(frames)
-        b, t = visual.batch, visual.frames
+        t = visual.frames
         if prompt_text is None:
             prompt_text = self.encode_prompt_text(texts)
         unet_dtype = self._dtype(self.unet)

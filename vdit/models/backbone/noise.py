@@ -1,12 +1,10 @@
 """Video-specific noise (spec 2.6) and the forward-diffusion step (Table B)."""
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import nn
 
-from vdit.config import NoiseConfig
+from vdit.models import precision
 
 
 class VideoNoise(nn.Module):
@@ -32,7 +30,7 @@ class VideoNoise(nn.Module):
         sit within a few bf16 steps of each other, and the standardisation would then turn rounding into
         the noise (measured at full width with random weights: the bf16 levels moved by ~16% instead of
         ~1.5%). The module has 180 parameters; fp32 costs nothing."""
-        with _autocast_off(latents.device.type):
+        with precision.autocast_off(latents.device.type):
             return self._forward(latents.to(self.noise_pred.weight.dtype))
 
     def _forward(self, latents: torch.Tensor) -> torch.Tensor:
@@ -42,13 +40,6 @@ class VideoNoise(nn.Module):
         x = self.noise_fc(x.permute(0, 2, 3, 1))  # channels last: the MLP mixes channels per pixel
         x = x.reshape(b, t, h, w, c).permute(0, 4, 1, 2, 3)
         return (x - x.mean()) / (x.std() + self.eps)
-
-
-def _autocast_off(device_type: str):
-    """autocast disabled on `device_type` (a no-op where autocast does not exist, e.g. meta)."""
-    if torch.amp.is_autocast_available(device_type):
-        return torch.autocast(device_type=device_type, enabled=False)
-    return contextlib.nullcontext()
 
 
 def step_to_timestep(step: int) -> int:

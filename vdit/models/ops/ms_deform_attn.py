@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from vdit.errors import ConfigError, InputError
+from vdit.models import precision
 
 # Deformable-DETR / VD-IT head defaults (spec 3.4).
 DEFAULT_D_MODEL = 256
@@ -583,7 +584,7 @@ class MSDeformAttn(nn.Module):
         n, lq, _ = query.shape
         s = input_flatten.shape[1]
         dtype = self.value_proj.weight.dtype
-        with torch.autocast(device_type=query.device.type, enabled=False):
+        with precision.autocast_off(query.device.type):
             query, input_flatten = query.to(dtype), input_flatten.to(dtype)
             value = self.value_proj(input_flatten)
             if input_padding_mask is not None:

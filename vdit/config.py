@@ -136,6 +136,9 @@ class ModelConfig:
     # Control experiment (docs/miniature.md): the model ignores its input texts and reads the empty
     # caption everywhere (UNet prompt and head text encoder), in training and inference alike.
     text_blind: bool = False
+    # Short side of the frames the model was trained at: VDITPredictor and `vdit segment` resize inputs
+    # to it unless told otherwise. None = the benchmarks' evaluation size (EVAL_SHORT_SIDE, 360).
+    input_short_side: int | None = None
 
     def validate(self) -> "ModelConfig":
         bb, hd = self.backbone, self.head
@@ -145,6 +148,8 @@ class ModelConfig:
             raise ConfigError(f"backbone.prompt.mode={bb.prompt.mode!r}: expected one of {PROMPT_MODES}")
         if bb.noise.kind not in NOISE_KINDS:
             raise ConfigError(f"backbone.noise.kind={bb.noise.kind!r}: expected one of {NOISE_KINDS}")
+        if self.input_short_side is not None and self.input_short_side < 1:
+            raise ConfigError(f"input_short_side={self.input_short_side}: expected a positive size or None")
         if bb.noise.step < 1:
             raise ConfigError(f"backbone.noise.step={bb.noise.step}: steps count from 1 (step 1 = timestep 0)")
         if bb.vae_latent not in VAE_LATENT_MODES:
@@ -202,6 +207,8 @@ def tiny_config(foundation_root: str | Path | None = None) -> ModelConfig:
 
 
 # The trained miniature-world foundation models shipped with the package (`vdit mini pretrain`).
+# Frames of the miniature world (vdit.mini.data.MINI_BENCHMARK) are MINI_FRAME_SIZE x MINI_FRAME_SIZE.
+MINI_FRAME_SIZE = 64
 MINI_FOUNDATION_DIR = Path(__file__).resolve().parent / "assets" / "mini" / "foundation"
 
 
@@ -226,6 +233,7 @@ def mini_config(foundation_root: str | Path | None = None) -> ModelConfig:
             group_norm_groups=8,
             fusion_nheads=4,
         ),
+        input_short_side=MINI_FRAME_SIZE,
     )
     return cfg.validate()
 

@@ -142,7 +142,20 @@ def test_recipe_orders():
     assert isinstance(ref[0], T.RandomHorizontalFlip) and not any(isinstance(o, T.PhotometricDistort) for o in ref)
     assert list(T.REFCOCO_SCALES) == list(range(480, 769, 32))
     syn = T.build_transforms("synthetic", True).pipeline.ops
-    assert not syn[2].channel_swap
+    assert syn[2].keep_colours and not yt[2].keep_colours
+
+
+def test_photometric_keep_colours_saturates_and_keeps_channel_order():
+    # A bright yellow (235, 205, 40): contrast 1.2 wraps its red channel to 26 in SgMg's transform; the
+    # colour-keeping variant saturates at 255 and never permutes the channels.
+    frame = Image.fromarray(np.tile(np.array([235, 205, 40], np.uint8), (4, 4, 1)))
+    clip = T._make_clip([frame] * 64, np.zeros((64, 4, 4), bool), np.ones(64, bool), "a")
+    kept = T.PhotometricDistort(keep_colours=True)(clip, random.Random(0))
+    wrapped = T.PhotometricDistort()(clip, random.Random(0))
+    for f in kept.frames:
+        r, g, b = (int(v) for v in np.asarray(f)[0, 0])
+        assert r >= g > b and r >= 150, (r, g, b)  # still yellow: red and green high, blue low
+    assert any(int(np.asarray(f)[0, 0, 0]) < 100 for f in wrapped.frames)
 
 
 def test_photometric_per_frame_params():

@@ -194,3 +194,18 @@ def test_bad_settings(tiny_model, monkeypatch, tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="CUDA is not available"):
             VDITPredictor(model=tiny_model, device="cuda")
+
+
+def test_default_input_size_comes_from_the_model_config(tiny_model, monkeypatch):
+    from vdit.data.transforms import EVAL_SHORT_SIDE
+
+    assert VDITPredictor(model=tiny_model, device="cpu").short_side == EVAL_SHORT_SIDE  # config records none
+    monkeypatch.setattr(tiny_model.cfg, "input_short_side", 96)
+    pred = VDITPredictor(model=tiny_model, device="cpu")
+    assert pred.short_side == 96 and pred.input_size(120, 200) == (96, 160)
+    assert VDITPredictor(model=tiny_model, device="cpu", short_side=None).short_side is None
+    monkeypatch.setattr(tiny_model.cfg, "input_short_side", 32)
+    with pytest.raises(InputError, match="at least 64"):
+        VDITPredictor(model=tiny_model, device="cpu")
+    with pytest.raises(InputError, match="short_side must be"):
+        VDITPredictor(model=tiny_model, device="cpu", short_side="native")

@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="frames per window for long videos (Ref-DAVIS uses 36); default: whole video as one clip")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
     p.add_argument("--short-side", type=int, default=None, metavar="PX",
-                   help="model input short side (default 360, the evaluation size; 64 for the built-in model)")
+                   help="model input short side (default: the size the weights' config records, 64 for "
+                        "the built-in model; 360, the evaluation size, when it records none)")
     p.add_argument("--max-size", type=int, default=None, metavar="PX",
                    help="cap on the model input long side (default 640; 0 = no cap)")
     p.add_argument("--threshold", type=float, default=None, help="mask threshold on probabilities (default 0.5)")
@@ -80,10 +81,10 @@ def _check_weights(weights: str | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vdit.data.transforms import EVAL_MAX_SIZE, EVAL_SHORT_SIDE
+    from vdit.data.transforms import EVAL_MAX_SIZE
     from vdit.inference.export import prepare_output, segment_to_dir
     from vdit.inference.io import open_source
-    from vdit.inference.predictor import BUILTIN_SHORT_SIDE, DEFAULT_THRESHOLD, VDITPredictor, normalize_texts
+    from vdit.inference.predictor import DEFAULT_THRESHOLD, MODEL_SHORT_SIDE, VDITPredictor, normalize_texts
     from vdit.inference.windows import check_window
 
     # Cheap checks first: nothing is loaded before the inputs and the output folder are known good.
@@ -96,10 +97,9 @@ def run(args: argparse.Namespace) -> int:
     probe.rmdir()
 
     max_size = EVAL_MAX_SIZE if args.max_size is None else (args.max_size or None)
-    default_side = EVAL_SHORT_SIDE if args.weights else BUILTIN_SHORT_SIDE
     predictor = VDITPredictor(
         weights=args.weights, device=args.device, window=args.window,
-        short_side=default_side if args.short_side is None else args.short_side, max_size=max_size,
+        short_side=MODEL_SHORT_SIDE if args.short_side is None else args.short_side, max_size=max_size,
         threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold, amp=args.amp,
         sharing=args.sharing, foundation=foundation or None,
     )

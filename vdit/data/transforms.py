@@ -73,7 +73,7 @@ UINT8_RANGE = 256
 
 # Synthetic benchmark (vdit.data.synthetic): small native frames, so augment around the native size
 # instead of upscaling to 288-512 px. No crop (it could remove an object a relation refers to) and
-# no channel permutation (it would change the colour words' meaning).
+# no channel permutation and no uint8 wrap-around (both would change the colour words' meaning).
 SYNTHETIC_SCALE_FACTORS: tuple[float, ...] = (0.875, 1.0, 1.125, 1.25)
 
 DATASETS = ("ytvos", "davis", "mevis", "a2d", "jhmdb", "refcoco", "synthetic")
@@ -304,11 +304,14 @@ class PhotometricDistort:
     Per frame: brightness +-32 (p 0.5, clipped to [0, 255]); then either contrast -> saturation or
     saturation -> contrast (each p 0.5, factors U(0.8, 1.2), no clipping); channel permutation
     (p 0.2, one of the 6 orders, identity included); uint8 conversion that wraps out-of-range values.
-    `channel_swap=False` drops the permutation (used where colour words must keep their meaning).
+
+    `keep_colours=True` (the synthetic benchmark, whose colour words name exact hues) drops the
+    permutation and saturates instead of wrapping: with wrapping, contrast 1.2 turns a 235-valued channel
+    into 26, so a bright yellow object became olive or blue-green in about a quarter of the frames.
     """
 
-    def __init__(self, channel_swap: bool = True):
-        self.channel_swap = channel_swap
+    def __init__(self, keep_colours: bool = False):
+        self.keep_colours = keep_colours
 
     def distort_frame(self, frame: Image.Image, rng: random.Random) -> Image.Image:
         img = np.asarray(frame.convert("RGB"), dtype=np.float32).copy()
@@ -321,7 +324,9 @@ class PhotometricDistort:
             img = _scale_saturation(img, rng.uniform(*SATURATION_RANGE))
         if not contrast_first and rng.random() < PHOTOMETRIC_P:
             img = img * rng.uniform(*CONTRAST_RANGE)
-        if self.channel_swap and rng.random() < CHANNEL_SWAP_P:
+        if self.keep_colours:
+            return Image.fromarray(np.clip(np.trunc(img), 0.0, PIXEL_MAX).astype(np.uint8), mode="RGB")
+        if rng.random() < CHANNEL_SWAP_P:
             img = img[:, :, list(CHANNEL_PERMUTATIONS[rng.randrange(len(CHANNEL_PERMUTATIONS))])]
         return Image.fromarray(wrap_to_uint8(img), mode="RGB")
 
@@ -329,7 +334,7 @@ class PhotometricDistort:
         return replace(clip, frames=[self.distort_frame(f, rng) for f in clip.frames])
 
     def __repr__(self) -> str:
-        return f"PhotometricDistort(channel_swap={self.channel_swap})"
+        return f"PhotometricDistort(keep_colours={self.keep_colours})"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -460,7 +465,7 @@ def build_transforms(
     - refcoco train: Flip -> RandomSelect of [RandomResize(480..768 step 32, max 800)] or
       [RandomResize(400/500/600) -> RandomSizeCrop(384, 600) -> RandomResize(296..512, max 640)].
     - synthetic train: scale jitter x{0.875, 1, 1.125, 1.25} of the native size -> Flip ->
-      PhotometricDistort without channel permutation.
+      PhotometricDistort keeping colours (no channel permutation, saturating uint8).
     - eval: short side `eval_short_side` (default 360), long side <= `max_size` (default 640);
       synthetic eval keeps the native size unless `eval_short_side` is given.
 
@@ -501,6 +506,6 @@ def build_transforms(
         ops = [
             RandomScale(SYNTHETIC_SCALE_FACTORS, max_size),
             RandomHorizontalFlip(HFLIP_P),
-            PhotometricDistort(channel_swap=False),
+            PhotometricDistort(keep_colours=True),
         ]
     return ClipTransform(ops, name=f"{dataset}/train")

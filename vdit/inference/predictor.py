@@ -48,10 +48,20 @@ AMP_DTYPES = (torch.bfloat16, torch.float16)
 # The built-in model: the miniature world's VD-IT head (`vdit mini train --ship`), a save_pretrained folder
 # whose config names the shipped tiny foundation models (vdit/assets/mini/foundation) package-relatively.
 BUILTIN_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "assets" / "mini" / "head"
-# It was trained on the generated benchmark's 64x64 frames: inputs are resized to this short side.
-BUILTIN_SHORT_SIDE = 64
+# `short_side=MODEL_SHORT_SIDE`: the size the model's config records (`ModelConfig.input_short_side`; the
+# built-in model says 64, the generated benchmark's frames), else EVAL_SHORT_SIDE.
+MODEL_SHORT_SIDE = "model"
 NO_BUILTIN_WEIGHTS = (f"the built-in VD-IT weights are missing ({BUILTIN_WEIGHTS_DIR}): reinstall vdit, or pass "
                       "weights (a folder written by VDIT.save_pretrained) or a model")
+
+
+def check_sizes(short_side: int | None, max_size: int | None) -> None:
+    if short_side is not None and (isinstance(short_side, bool) or not isinstance(short_side, int)):
+        raise InputError(f"short_side must be a size in pixels, None or {MODEL_SHORT_SIDE!r}, got {short_side!r}")
+    if short_side is not None and short_side < MIN_SIDE:
+        raise InputError(f"short_side={short_side}: the model needs frames of at least {MIN_SIDE} pixels")
+    if max_size is not None and short_side is not None and max_size < short_side:
+        raise InputError(f"max_size={max_size} is smaller than short_side={short_side}")
 
 
 # Beside the built-in head: the fingerprint of the foundation weights it was trained on.
@@ -241,7 +251,7 @@ class VDITPredictor:
         weights: str | Path | None = None,
         device: str | torch.device | None = None,
         window: int | None = None,
-        short_side: int | None = EVAL_SHORT_SIDE,
+        short_side: int | str | None = MODEL_SHORT_SIDE,
         max_size: int | None = EVAL_MAX_SIZE,
         threshold: float = DEFAULT_THRESHOLD,
         amp: bool | None = None,
@@ -252,16 +262,16 @@ class VDITPredictor:
     ):
         """`weights`: a folder written by `VDIT.save_pretrained` (or, with `model`, a safetensors file or
         such a folder whose trainable parameters are loaded into `model`); neither = the built-in model
-        (`BUILTIN_WEIGHTS_DIR`, the miniature world's head: pass short_side=BUILTIN_SHORT_SIDE). `short_side=None` keeps the
-        native size; `max_size=None` removes the long-side cap. `amp=None` = fp16 autocast on CUDA only
+        (`BUILTIN_WEIGHTS_DIR`, the miniature world's head). `short_side`: the model input's short side;
+        by default the one the model's config records (`ModelConfig.input_short_side`: 64 for the
+        miniature world's heads), else EVAL_SHORT_SIDE (360); `None` keeps the native size.
+        `max_size=None` removes the long-side cap. `amp=None` = fp16 autocast on CUDA only
         (as the official `--amp` inference), `True` on CPU uses bfloat16; `amp_dtype` (torch.bfloat16 or
         torch.float16) overrides that choice. `foundation` overrides the foundation model locations
         recorded in the weights' config."""
         check_window(window)
-        if short_side is not None and short_side < MIN_SIDE:
-            raise InputError(f"short_side={short_side}: the model needs frames of at least {MIN_SIDE} pixels")
-        if max_size is not None and short_side is not None and max_size < short_side:
-            raise InputError(f"max_size={max_size} is smaller than short_side={short_side}")
+        if short_side != MODEL_SHORT_SIDE:
+            check_sizes(short_side, max_size)
         if not 0.0 < threshold < 1.0:
             raise InputError(f"threshold must be in (0, 1), got {threshold}")
         if sharing not in SHARING_MODES:
@@ -280,6 +290,9 @@ class VDITPredictor:
         self.max_text_batch = int(max_text_batch)
         self.amp_dtype = amp_dtype
         self.model = self._build_model(model, weights, foundation).to(self.device).eval()
+        if short_side == MODEL_SHORT_SIDE:
+            self.short_side = self.model.cfg.input_short_side or EVAL_SHORT_SIDE
+            check_sizes(self.short_side, max_size)
 
     @staticmethod
     def _build_model(model: VDIT | None, weights: str | Path | None, foundation: dict[str, str] | None) -> VDIT:

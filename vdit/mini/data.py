@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from vdit.config import MINI_FRAME_SIZE
 from vdit.data.synthetic import COLOURS, DIRECTIONS, INFO_FILE, RELATIONS, SHAPES, SIZES, make_synthetic_benchmark
 from vdit.data.ytvos import FRAME_EXT, load_json, meta_expressions_path, parse_meta_expressions
 from vdit.errors import ConfigError, DataError
@@ -37,8 +38,8 @@ class BenchmarkSpec:
     num_frames: int = 12
     # 64x64: the smallest size whose stride-64 UNet level is non-empty (VD-IT's MIN_SIDE); a VD-IT head
     # must train on CPU within minutes at this size. Square frames: CLIP's centre crop keeps everything.
-    height: int = 64
-    width: int = 64
+    height: int = MINI_FRAME_SIZE
+    width: int = MINI_FRAME_SIZE
 
 
 MINI_BENCHMARK = BenchmarkSpec()

@@ -113,7 +113,7 @@ def run_demo(out: str | Path = DEFAULT_OUT, seed: int = DEMO_SEED, device: str =
     from vdit.inference.benchmarks_video import expression_jf
     from vdit.inference.export import MASKS_DIR, SUMMARY_NAME, prepare_output, segment_to_dir
     from vdit.inference.io import open_source
-    from vdit.inference.predictor import BUILTIN_SHORT_SIDE, VDITPredictor, check_builtin_weights
+    from vdit.inference.predictor import VDITPredictor, check_builtin_weights
 
     start = time.perf_counter()
     check_builtin_weights()
@@ -122,7 +122,7 @@ def run_demo(out: str | Path = DEFAULT_OUT, seed: int = DEMO_SEED, device: str =
     video, exps = demo_clip(seed)
     texts = [e.text for e in exps]
     clip = write_clip(video.frames, out_dir / CLIP_DIR)
-    predictor = VDITPredictor(device=device, short_side=BUILTIN_SHORT_SIDE, max_size=None, amp=False)
+    predictor = VDITPredictor(device=device, max_size=None, amp=False)  # the model's own input size
     summary = segment_to_dir(predictor, open_source(clip, fps=DEMO_FPS), texts, out_dir,
                              extra={"weights": "built-in", "demo_seed": seed})
     t = video.frames.shape[0]

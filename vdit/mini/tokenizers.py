@@ -6,19 +6,66 @@ chain: with the benchmark's vocabulary, "and" ranks (a, n) before "triangle"'s (
 ends as six tokens. Here the merges are *learned* as BPE learns them (repeatedly merge the most frequent
 adjacent pair over the word list until every word is one symbol); applying learned merges by rank
 reproduces the learning-time segmentation of every listed word, so each word becomes exactly one token.
-The vocabularies otherwise follow the test kit's (every byte is a token, same special tokens).
+`clip_tokenizer_from_merges` / `roberta_tokenizer_from_merges` assemble a tokenizer from any merge list
+(every byte is a token, then one token per merge, with the real models' special tokens); the test kit
+(`vdit.testing`) builds its tokenizers with them too, from its own left-to-right merges.
 """
 from __future__ import annotations
 
 from collections import Counter
 from typing import Sequence
 
-from vdit.testing.tiny_models import _bytes_to_unicode
-
 CLIP_WORD_END = "</w>"
 ROBERTA_SPACE = "\u0120"  # byte-level BPE's printable stand-in for a leading space ("Ġ")
 CLIP_MAX_LENGTH = 77
 ROBERTA_MAX_LENGTH = 128
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """The reversible byte -> printable-character map of byte-level BPE (GPT-2 / CLIP / RoBERTa)."""
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("\u00a1"), ord("\u00ac") + 1))
+        + list(range(ord("\u00ae"), ord("\u00ff") + 1))
+    )
+    chars = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, map(chr, chars)))
+
+
+def clip_tokenizer_from_merges(merges: Sequence[tuple[str, str]], max_length: int = CLIP_MAX_LENGTH):
+    """CLIPTokenizer: start/end tokens, every byte with and without the word-end mark, one token per merge."""
+    from transformers import CLIPTokenizer
+
+    base = list(bytes_to_unicode().values())
+    vocab: dict[str, int] = {}
+    for tok in ["<|startoftext|>", "<|endoftext|>"] + base + [c + CLIP_WORD_END for c in base]:
+        vocab.setdefault(tok, len(vocab))
+    for a, b in merges:
+        vocab.setdefault(a + b, len(vocab))
+    tok = CLIPTokenizer(vocab=vocab, merges=list(merges))
+    tok.model_max_length = max_length
+    return tok
+
+
+def roberta_tokenizer_from_merges(merges: Sequence[tuple[str, str]], max_length: int = ROBERTA_MAX_LENGTH):
+    """RobertaTokenizer: <s> <pad> </s> <unk>, every byte, one token per merge, then <mask>."""
+    from transformers import RobertaTokenizer
+
+    vocab: dict[str, int] = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+    for c in bytes_to_unicode().values():
+        vocab.setdefault(c, len(vocab))
+    for a, b in merges:
+        vocab.setdefault(a + b, len(vocab))
+    vocab["<mask>"] = len(vocab)
+    tok = RobertaTokenizer(vocab=vocab, merges=list(merges))
+    tok.model_max_length = max_length
+    return tok
 
 
 def _merge_pair(symbols: list[str], pair: tuple[str, str]) -> list[str]:
@@ -55,31 +102,10 @@ def _clip_symbols(word: str) -> list[str]:
 
 def build_mini_clip_tokenizer(words: Sequence[str], max_length: int = CLIP_MAX_LENGTH):
     """CLIPTokenizer over bytes + learned merges of `words` (lower-case words, no spaces)."""
-    from transformers import CLIPTokenizer
-
-    base = list(_bytes_to_unicode().values())
-    vocab: dict[str, int] = {}
-    for tok in ["<|startoftext|>", "<|endoftext|>"] + base + [c + CLIP_WORD_END for c in base]:
-        vocab.setdefault(tok, len(vocab))
-    merges = learn_merges([_clip_symbols(w) for w in words])
-    for a, b in merges:
-        vocab.setdefault(a + b, len(vocab))
-    tok = CLIPTokenizer(vocab=vocab, merges=merges)
-    tok.model_max_length = max_length
-    return tok
+    return clip_tokenizer_from_merges(learn_merges([_clip_symbols(w) for w in words]), max_length)
 
 
 def build_mini_roberta_tokenizer(words: Sequence[str], max_length: int = ROBERTA_MAX_LENGTH):
     """RobertaTokenizer over bytes + learned merges of `words`, with and without a leading space."""
-    from transformers import RobertaTokenizer
-
-    vocab: dict[str, int] = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
-    for c in _bytes_to_unicode().values():
-        vocab.setdefault(c, len(vocab))
     merges = learn_merges([list(ROBERTA_SPACE + w) for w in words] + [list(w) for w in words])
-    for a, b in merges:
-        vocab.setdefault(a + b, len(vocab))
-    vocab["<mask>"] = len(vocab)
-    tok = RobertaTokenizer(vocab=vocab, merges=merges)
-    tok.model_max_length = max_length
-    return tok
+    return roberta_tokenizer_from_merges(merges, max_length)

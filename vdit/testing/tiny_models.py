@@ -26,26 +26,8 @@ DEFAULT_WORDS = (
 ).split()
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """The reversible byte -> printable-character map of byte-level BPE (GPT-2 / CLIP / RoBERTa)."""
-    printable = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("\u00a1"), ord("\u00ac") + 1))
-        + list(range(ord("\u00ae"), ord("\u00ff") + 1))
-    )
-    chars = printable[:]
-    extra = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return dict(zip(printable, map(chr, chars)))
-
-
-def _word_merges(words: list[str], suffix: str) -> tuple[list[str], list[tuple[str, str]]]:
+def _word_merges(words: list[str], suffix: str) -> list[tuple[str, str]]:
     """Left-to-right merges that assemble each word into one token (`suffix` marks a word end)."""
-    tokens: list[str] = []
     merges: list[tuple[str, str]] = []
     seen = set()
     for word in words:
@@ -58,40 +40,22 @@ def _word_merges(words: list[str], suffix: str) -> tuple[list[str], list[tuple[s
             if pair not in seen:
                 seen.add(pair)
                 merges.append(pair)
-                tokens.append(current)
-    return tokens, merges
+    return merges
 
 
 def build_clip_tokenizer(words: list[str] | tuple[str, ...] = DEFAULT_WORDS, max_length: int = 77):
-    from transformers import CLIPTokenizer
+    from vdit.mini.tokenizers import CLIP_WORD_END, clip_tokenizer_from_merges
 
-    base = list(_bytes_to_unicode().values())
-    vocab: dict[str, int] = {}
-    for tok in ["<|startoftext|>", "<|endoftext|>"] + base + [c + "</w>" for c in base]:
-        vocab.setdefault(tok, len(vocab))
-    tokens, merges = _word_merges(list(words), "</w>")
-    for tok in tokens:
-        vocab.setdefault(tok, len(vocab))
-    tok = CLIPTokenizer(vocab=vocab, merges=merges)
-    tok.model_max_length = max_length
-    return tok
+    merges = _word_merges(list(words), CLIP_WORD_END)
+    return clip_tokenizer_from_merges(merges, max_length)
 
 
 def build_roberta_tokenizer(words: list[str] | tuple[str, ...] = DEFAULT_WORDS, max_length: int = 128):
-    from transformers import RobertaTokenizer
+    from vdit.mini.tokenizers import ROBERTA_SPACE, roberta_tokenizer_from_merges
 
-    base = list(_bytes_to_unicode().values())
-    vocab: dict[str, int] = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
-    for c in base:
-        vocab.setdefault(c, len(vocab))
     # RoBERTa marks a leading space with "Ġ" (byte 0x20 mapped); words after the first carry it.
-    tokens, merges = _word_merges(["\u0120" + w for w in words] + list(words), "")
-    for t in tokens:
-        vocab.setdefault(t, len(vocab))
-    vocab["<mask>"] = len(vocab)
-    tok = RobertaTokenizer(vocab=vocab, merges=merges)
-    tok.model_max_length = max_length
-    return tok
+    merges = _word_merges([ROBERTA_SPACE + w for w in words] + list(words), "")
+    return roberta_tokenizer_from_merges(merges, max_length)
 
 
 def build_tiny_foundation(root: str | Path, seed: int = 0, arch_name: str = "tiny") -> Path:

@@ -83,3 +83,25 @@ def test_out_folder_must_be_a_mini_foundation(tmp_path):
     with pytest.raises(ConfigError, match="not a mini foundation"):
         B._prepare_out(other)
     assert (other / "notes.txt").is_file()
+
+
+def test_text_localisation_probe(smoke_build, smoke_bench):
+    from vdit.config import mini_config
+    from vdit.mini.verify import PROBE_TAPS, text_localisation
+    from vdit.models.vdit import VDIT
+
+    torch.manual_seed(0)
+    model = VDIT.from_config(mini_config(smoke_build[0])).eval()
+    for through_prompt in (False, True):
+        probe = text_localisation(model, smoke_bench, "valid", videos=2, frames=2, through_prompt=through_prompt)
+        assert list(probe) == list(PROBE_TAPS)
+        assert all(v["relative_change"] > 0 and v["in_referred"] > 0 for v in probe.values())
+    # A UNet whose cross-attention adds nothing does not read the text: no change anywhere.
+    for name, module in model.backbone.unet.named_modules():
+        if name.endswith("attn2.to_out.0"):
+            torch.nn.init.zeros_(module.weight)
+            torch.nn.init.zeros_(module.bias)
+    blind = text_localisation(model, smoke_bench, "valid", videos=2, frames=2)
+    assert all(v["relative_change"] == 0 for v in blind.values())
+    with pytest.raises(ConfigError, match="no video"):
+        text_localisation(model, smoke_bench, "valid", videos=0)

@@ -5,7 +5,8 @@ Measured (docs/miniature.md, "Measured results"): with the `mini_synthetic` reci
 use the text within a CPU budget. Heldout J&F, VD-IT vs text-blind, same seed (see MEASURED): on the
 earlier foundation, first 20 videos, 150 steps 0.165 vs 0.153 and 450 steps 0.193 vs 0.197; on the
 shipped one (retrained text encoder), 600 steps 0.203 vs 0.213 (20 videos), 2000 steps 0.182 vs 0.247
-(all 40 videos). The requirement (a clear gap,
+(all 40 videos), one epoch (4623 steps, colour-keeping photometric transform) 0.255 vs 0.217 (all 40
+videos; valid 0.212 vs 0.215). The requirement (a clear gap,
 MIN_GAP) is asserted as it stands, so the test fails today: it runs only on request (VDIT_E2E=1, ~2 minutes)
 and the requirement is listed as not met in README.md and docs/miniature.md until the recipe makes the head
 read the text.
@@ -25,7 +26,8 @@ pytestmark = pytest.mark.skipif(
 E2E_STEPS = 150  # optimizer steps per model (the preset: batch 4 clips x 2 frames, lr 8e-4)
 E2E_EVAL_VIDEOS = 20  # first videos of the heldout split
 # Measured heldout J&F at these steps: (VD-IT, text-blind); see the module docstring for the settings.
-MEASURED = {150: (0.1654, 0.1528), 450: (0.1932, 0.1967), 600: (0.203, 0.213), 2000: (0.182, 0.247)}
+MEASURED = {150: (0.1654, 0.1528), 450: (0.1932, 0.1967), 600: (0.203, 0.213), 2000: (0.182, 0.247),
+            4623: (0.255, 0.217)}
 MIN_GAP = 0.05  # what "clearly beats" means here (fractions of J&F)
 
 

@@ -307,7 +307,7 @@ class PhotometricDistort:
 
     `keep_colours=True` (the synthetic benchmark, whose colour words name exact hues) drops the
     permutation and saturates instead of wrapping: with wrapping, contrast 1.2 turns a 235-valued channel
-    into 26, so a bright yellow object became olive or blue-green in about a quarter of the frames.
+    into 26, so a bright yellow object turned dark green or teal in the frames that drew such a contrast.
     """
 
     def __init__(self, keep_colours: bool = False):

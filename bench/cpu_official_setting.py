@@ -5,7 +5,7 @@
 The reference is the official VD-IT eval forward on one clip of 3 frames at 112x176 with full-width random
 weights (ModelScope T2V UNet/VAE/text encoder, CLIP ViT-H/14 vision, RoBERTa-base, the head), fp32, timed
 by the project on one of its 2-core machines at 3.4-4.0 s (`OFFICIAL_SECONDS`). The official code cannot
-run here (CUDA-only deformable attention, hard-coded `.cuda()`), so this script times *our* forward on
+run here (CUDA-only deformable attention, tensors placed on the GPU unconditionally), so this script times *our* forward on
 the same input with our code alone and prints it beside that reference, with the ratio (target: at most
 half, i.e. <= 1.7-2.0 s).
 

@@ -282,7 +282,6 @@ class VDITPredictor:
             raise InputError(f"amp_dtype must be one of {AMP_DTYPES}, got {amp_dtype!r}")
         self.device = resolve_device(device)
         self.window = window
-        self.short_side = short_side
         self.max_size = max_size
         self.threshold = float(threshold)
         self.amp = self.device.type == "cuda" if amp is None else bool(amp)
@@ -290,7 +289,8 @@ class VDITPredictor:
         self.max_text_batch = int(max_text_batch)
         self.amp_dtype = amp_dtype
         self.model = self._build_model(model, weights, foundation).to(self.device).eval()
-        if short_side == MODEL_SHORT_SIDE:
+        self.short_side = short_side
+        if short_side == MODEL_SHORT_SIDE:  # known only once the model is loaded; explicit sizes were checked above
             self.short_side = self.model.cfg.input_short_side or EVAL_SHORT_SIDE
             check_sizes(self.short_side, max_size)
 

@@ -78,11 +78,15 @@ def text_localisation(model: Any, data_root: str | Path, split: str = "valid", v
         visual = bb.encode_visual(frames_to_tensor(clip)[None].to(bb.pixel_mean.device))
         latents = visual.latent_mean
 
+        cache: dict[str, list[torch.Tensor]] = {}  # one sentence often appears in several pairs
+
         def taps(text: str) -> list[torch.Tensor]:
-            prompt = bb.encode_prompt_text([text]).repeat_interleave(len(names), dim=0)
-            if through_prompt:
-                prompt = bb.prompt(prompt, visual.clip_tokens)
-            return unet_taps(bb.unet, latents, bb.timestep, prompt)[1:]
+            if text not in cache:
+                prompt = bb.encode_prompt_text([text]).repeat_interleave(len(names), dim=0)
+                if through_prompt:
+                    prompt = bb.prompt(prompt, visual.clip_tokens)
+                cache[text] = unet_taps(bb.unet, latents, bb.timestep, prompt)[1:]
+            return cache[text]
 
         recs = by_video.get(vid, [])
         pairs = [(a, b) for a in recs for b in recs if a.obj_ids[0] != b.obj_ids[0]][:PROBE_PAIRS_PER_VIDEO]

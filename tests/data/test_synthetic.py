@@ -188,3 +188,43 @@ def test_cli_make_synthetic(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["params"]["seed"] == 3 and out["splits"]["train"]["videos"] == 2
     assert (tmp_path / "b" / "train" / "JPEGImages" / "train00001" / "00025.jpg").is_file()
+
+
+@pytest.fixture(scope="module")
+def colour_bench(tmp_path_factory):
+    root = tmp_path_factory.mktemp("syn_colour")
+    summary = S.make_synthetic_benchmark(root, num_train_videos=12, num_valid_videos=4, num_heldout_videos=4,
+                                         num_frames=6, height=64, width=64, seed=5, distinct_colours=True)
+    return root, summary, json.loads((root / S.INFO_FILE).read_text())
+
+
+def test_distinct_colours_benchmark(colour_bench):
+    """Every object of a video has its own colour and every expression names it; the text-blind bound
+    (at least 2 targets, at most half of a video's expressions per object) and held-out pairs still hold."""
+    root, summary, info = colour_bench
+    assert summary["params"]["distinct_colours"] is True
+    for split, videos in info["splits"].items():
+        me = json.loads((root / "meta_expressions" / split / "meta_expressions.json").read_text())
+        for vid, v in videos.items():
+            colours = [o["colour"] for o in v["objects"]]
+            assert len(colours) == len(set(colours)), vid
+            # shapes still repeat: every object shares its shape with another one
+            assert all(sum(o["shape"] == t["shape"] for o in v["objects"]) >= 2 for t in v["objects"]), vid
+            per_obj = Counter(e["obj_id"] for e in v["expressions"])
+            assert len(per_obj) >= S.MIN_TARGETS and max(per_obj.values()) / sum(per_obj.values()) <= 0.5
+            for exp in me["videos"][vid]["expressions"].values():
+                target = v["objects"][int(exp["obj_id"]) - 1]
+                assert f" {target['colour']} " in f" {exp['exp']} "
+                assert resolve(exp["exp"], v["objects"]) == [int(exp["obj_id"])], (vid, exp)
+            assert all(e["kind"] != "relation" for e in v["expressions"])
+            held = [o for o in v["objects"] if (o["colour"], o["shape"]) in S.HELDOUT_PAIRS]
+            assert len(held) == (S.HELDOUT_OBJECTS if split == "heldout" else 0)
+
+
+def test_distinct_colours_off_keeps_the_default_benchmark(tmp_path):
+    """The option is off by default and leaves the default benchmark's bytes and parameters unchanged."""
+    kw = dict(num_train_videos=2, num_valid_videos=1, num_heldout_videos=1, num_frames=4, height=64, width=64, seed=3)
+    S.make_synthetic_benchmark(tmp_path / "a", **kw)
+    S.make_synthetic_benchmark(tmp_path / "b", distinct_colours=False, **kw)
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")
+    assert "distinct_colours" not in json.loads((tmp_path / "a" / S.INFO_FILE).read_text())["params"]

@@ -64,6 +64,9 @@ def add_make_synthetic(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=None, help="frames per video (default 12)")
     p.add_argument("--height", type=int, default=None, help="frame height (default 96)")
     p.add_argument("--width", type=int, default=None, help="frame width (default 160)")
+    p.add_argument("--distinct-colours", action="store_true",
+                   help="the objects of a video have distinct colours and every expression names its target's "
+                        "colour (no relations): the miniature world's variant")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier synthetic benchmark in --out")
     p.set_defaults(func=run_make_synthetic)
 
@@ -77,7 +80,7 @@ def run_make_synthetic(args: argparse.Namespace) -> int:
         "height": args.height, "width": args.width,
     }
     summary = make_synthetic_benchmark(
-        args.out, seed=args.seed, overwrite=args.overwrite,
+        args.out, seed=args.seed, overwrite=args.overwrite, distinct_colours=args.distinct_colours,
         **{k: v for k, v in given.items() if v is not None},
     )
     print(json.dumps(summary, indent=2))

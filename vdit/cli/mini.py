@@ -42,7 +42,7 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
                    help="scale every stage's step count to this many minutes of the reference 2-core machine "
                         "(default: the full plan, ~20 minutes)")
     p.add_argument("--data", default=None,
-                   help="benchmark folder, generated there when absent (default $VDIT_CACHE/mini-benchmark, "
+                   help="benchmark folder, generated there when absent (default $VDIT_CACHE/mini-benchmark-2, "
                         "VDIT_CACHE defaulting to ~/.cache/vdit)")
     p.add_argument("--samples", default=None,
                    help="PNG grid of generated clips (default: OUT_t2v_samples.png beside OUT)")
@@ -106,7 +106,7 @@ def set_threads(n: int) -> None:
 
 def _common_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None,
-                   help="benchmark folder, generated there when absent (default $VDIT_CACHE/mini-benchmark)")
+                   help="benchmark folder, generated there when absent (default $VDIT_CACHE/mini-benchmark-2)")
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                    help=f"torch CPU threads (default {DEFAULT_THREADS})")
 

@@ -352,20 +352,38 @@ def _render(objects: list[SyntheticObject], np_rng: np.random.Generator, num_fra
 # Layout
 # ----------------------------------------------------------------------------------------------
 
-def _sample_combos(rng: random.Random, k: int, heldout: bool) -> list[tuple[str, str]] | None:
+def _sample_combos(rng: random.Random, k: int, heldout: bool,
+                   distinct_colours: bool = False) -> list[tuple[str, str]] | None:
     shapes = rng.sample(SHAPES, rng.randint(*SHAPE_POOL_RANGE))
-    colours = rng.sample(sorted(COLOURS), rng.randint(*COLOUR_POOL_RANGE))
-    pairs = [(c, s) for c in colours for s in shapes]
-    allowed = [p for p in pairs if p not in HELDOUT_PAIRS]
-    held = [p for p in pairs if p in HELDOUT_PAIRS]
-    if not allowed:
-        return None
-    if heldout:
-        if len(held) < HELDOUT_OBJECTS:
-            return None
-        combos = rng.sample(held, HELDOUT_OBJECTS) + [rng.choice(allowed) for _ in range(k - HELDOUT_OBJECTS)]
+    if distinct_colours:
+        colours = rng.sample(sorted(COLOURS), k)
+        combos = []
+        if heldout:  # the first colours carry held-out pairs
+            held = [[(c, s) for s in shapes if (c, s) in HELDOUT_PAIRS] for c in colours]
+            order = [i for i, h in enumerate(held) if h]
+            if len(order) < HELDOUT_OBJECTS:
+                return None
+            colours = [colours[i] for i in order[:HELDOUT_OBJECTS]] + \
+                [c for i, c in enumerate(colours) if i not in order[:HELDOUT_OBJECTS]]
+            combos = [rng.choice(held[i]) for i in order[:HELDOUT_OBJECTS]]
+        for c in colours[len(combos):]:
+            allowed = [(c, s) for s in shapes if (c, s) not in HELDOUT_PAIRS]
+            if not allowed:
+                return None
+            combos.append(rng.choice(allowed))
     else:
-        combos = [rng.choice(allowed) for _ in range(k)]
+        colours = rng.sample(sorted(COLOURS), rng.randint(*COLOUR_POOL_RANGE))
+        pairs = [(c, s) for c in colours for s in shapes]
+        allowed = [p for p in pairs if p not in HELDOUT_PAIRS]
+        held = [p for p in pairs if p in HELDOUT_PAIRS]
+        if not allowed:
+            return None
+        if heldout:
+            if len(held) < HELDOUT_OBJECTS:
+                return None
+            combos = rng.sample(held, HELDOUT_OBJECTS) + [rng.choice(allowed) for _ in range(k - HELDOUT_OBJECTS)]
+        else:
+            combos = [rng.choice(allowed) for _ in range(k)]
     # Every object must share its colour or its shape with another one (no trivially unique object).
     for i, (c, s) in enumerate(combos):
         if not any(j != i and (c2 == c or s2 == s) for j, (c2, s2) in enumerate(combos)):
@@ -402,11 +420,14 @@ def generate_video(
     num_objects: int | None = None,
     heldout: bool = False,
     expressions_per_object: int = EXPRESSIONS_PER_OBJECT,
+    distinct_colours: bool = False,
 ) -> SyntheticVideo:
     """One video with its frames, visible-id masks, objects and expressions (all from `rng`).
 
     `heldout=True` places `HELDOUT_OBJECTS` objects with held-out colour+shape pairs and refers only
     to them (naming colour and shape); otherwise held-out pairs never appear.
+    `distinct_colours=True`: the objects' colours are pairwise distinct (their shapes still repeat) and
+    every expression names its target's colour; no relation expressions.
     """
     if num_frames < 2:
         raise ConfigError(f"synthetic videos need at least 2 frames, got {num_frames}")
@@ -420,7 +441,7 @@ def generate_video(
     margin = RELATION_GAP * short
     for _ in range(MAX_LAYOUT_TRIES):
         k = num_objects if num_objects is not None else rng.randint(lo, hi)
-        combos = _sample_combos(rng, k, heldout)
+        combos = _sample_combos(rng, k, heldout, distinct_colours)
         if combos is None:
             continue
         depths = list(range(k))
@@ -443,7 +464,7 @@ def generate_video(
         targets = [o for o in objects if o.heldout] if heldout else objects
         expressions: list[SyntheticExpression] = []
         for o in targets:
-            cands = _candidates(o, objects, margin, colour_required=heldout)
+            cands = _candidates(o, objects, margin, colour_required=heldout or distinct_colours)
             expressions += _choose_expressions(rng, cands, expressions_per_object)
         if len({e.obj_id for e in expressions}) < min(MIN_TARGETS, len(targets)):
             continue
@@ -489,8 +510,10 @@ def make_synthetic_benchmark(
     width: int = DEFAULT_WIDTH,
     seed: int = 0,
     overwrite: bool = False,
+    distinct_colours: bool = False,
 ) -> dict[str, Any]:
-    """Write train / valid / heldout splits in the Ref-YouTube-VOS layout; returns a summary dict."""
+    """Write train / valid / heldout splits in the Ref-YouTube-VOS layout; returns a summary dict.
+    `distinct_colours`: see `generate_video` (recorded in the parameters only when True)."""
     root = Path(root)
     counts = {"train": num_train_videos, "valid": num_valid_videos, "heldout": num_heldout_videos}
     if any(n < 0 for n in counts.values()):
@@ -498,6 +521,8 @@ def make_synthetic_benchmark(
     _prepare_root(root, overwrite)
     params = {"num_frames": num_frames, "height": height, "width": width, "seed": seed,
               "videos": counts, "heldout_pairs": sorted([list(p) for p in HELDOUT_PAIRS])}
+    if distinct_colours:
+        params["distinct_colours"] = True
     info: dict[str, Any] = {"format": "vdit-synthetic-1", "params": params, "splits": {}}
     summary: dict[str, Any] = {"root": str(root), "params": params, "splits": {}}
     names = [f"{FRAME_NAME_STEP * i:05d}" for i in range(num_frames)]
@@ -507,7 +532,8 @@ def make_synthetic_benchmark(
         n_exp = n_obj = 0
         for i in range(n):
             video = generate_video(video_rng(seed, split, i), num_frames=num_frames, height=height,
-                                   width=width, heldout=(split == "heldout"))
+                                   width=width, heldout=(split == "heldout"),
+                                   distinct_colours=distinct_colours)
             vid = f"{split}{i:05d}"
             cats = {o.obj_id: f"{o.colour} {o.shape}" for o in video.objects}
             write_ytvos_video(root, split, vid, video.frames, video.masks, video.expressions_dict(),

@@ -139,7 +139,7 @@ MINI_LOG_EVERY = 50
 
 def mini_synthetic() -> RunConfig:
     """VD-IT on the miniature world's shipped foundation models and its generated benchmark (CPU-sized).
-    `data.root` defaults to where `vdit mini` keeps the benchmark ($VDIT_CACHE/mini-benchmark)."""
+    `data.root` defaults to where `vdit mini` keeps the benchmark ($VDIT_CACHE/mini-benchmark-2)."""
     from vdit.config import mini_config
     from vdit.mini.data import default_data_dir
 

@@ -40,26 +40,31 @@ class BenchmarkSpec:
     # must train on CPU within minutes at this size. Square frames: CLIP's centre crop keeps everything.
     height: int = MINI_FRAME_SIZE
     width: int = MINI_FRAME_SIZE
+    # The objects of a video have distinct colours and every expression names its target's colour.
+    distinct_colours: bool = True
 
 
 MINI_BENCHMARK = BenchmarkSpec()
 CACHE_ENV = "VDIT_CACHE"
 DEFAULT_CACHE = "~/.cache/vdit"
-BENCHMARK_DIRNAME = "mini-benchmark"
+BENCHMARK_DIRNAME = "mini-benchmark-2"
 SCENE_JOINER = " and "
 # Words of the scene captions besides the attribute values.
 SCENE_WORDS = ("a", "and", "moving")
 
 
 def default_data_dir() -> Path:
-    """Where `vdit mini` keeps its generated benchmark: $VDIT_CACHE (default ~/.cache/vdit)/mini-benchmark."""
+    """Where `vdit mini` keeps its generated benchmark: $VDIT_CACHE (default ~/.cache/vdit)/mini-benchmark-2."""
     return Path(os.environ.get(CACHE_ENV, DEFAULT_CACHE)).expanduser() / BENCHMARK_DIRNAME
 
 
 def _spec_params(spec: BenchmarkSpec, seed: int) -> dict[str, Any]:
-    return {"num_frames": spec.num_frames, "height": spec.height, "width": spec.width, "seed": seed,
-            "videos": {"train": spec.num_train_videos, "valid": spec.num_valid_videos,
-                       "heldout": spec.num_heldout_videos}}
+    params = {"num_frames": spec.num_frames, "height": spec.height, "width": spec.width, "seed": seed,
+              "videos": {"train": spec.num_train_videos, "valid": spec.num_valid_videos,
+                         "heldout": spec.num_heldout_videos}}
+    if spec.distinct_colours:
+        params["distinct_colours"] = True
+    return params
 
 
 def ensure_benchmark(root: str | Path, seed: int = 0, spec: BenchmarkSpec = MINI_BENCHMARK) -> tuple[Path, bool]:
@@ -85,7 +90,8 @@ def ensure_benchmark(root: str | Path, seed: int = 0, spec: BenchmarkSpec = MINI
         shutil.rmtree(staging)
     make_synthetic_benchmark(staging, num_train_videos=spec.num_train_videos, num_valid_videos=spec.num_valid_videos,
                              num_heldout_videos=spec.num_heldout_videos, num_frames=spec.num_frames,
-                             height=spec.height, width=spec.width, seed=seed)
+                             height=spec.height, width=spec.width, seed=seed,
+                             distinct_colours=spec.distinct_colours)
     try:
         if root.is_dir() and not any(root.iterdir()):
             root.rmdir()

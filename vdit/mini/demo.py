@@ -44,7 +44,8 @@ def demo_clip(seed: int = DEMO_SEED) -> tuple[Any, list[Any]]:
     from vdit.mini.data import MINI_BENCHMARK
 
     video = generate_video(random.Random(f"{DEMO_STREAM}/{seed}"), num_frames=MINI_BENCHMARK.num_frames,
-                           height=MINI_BENCHMARK.height, width=MINI_BENCHMARK.width)
+                           height=MINI_BENCHMARK.height, width=MINI_BENCHMARK.width,
+                           distinct_colours=MINI_BENCHMARK.distinct_colours)
     chosen, seen = [], set()
     for exp in video.expressions:
         if exp.obj_id not in seen:

@@ -58,7 +58,7 @@ def mini_run_config(foundation: str | Path | None = None, data: str | Path | Non
                     overrides: Sequence[str] = (), steps: int | None = None, seed: int | None = None,
                     control: str | None = None) -> RunConfig:
     """The `mini_synthetic` preset with a foundation folder (default: the shipped one), a benchmark
-    folder (default: $VDIT_CACHE/mini-benchmark), a step budget (`train.max_steps`), a seed, a control
+    folder (default: $VDIT_CACHE/mini-benchmark-2), a step budget (`train.max_steps`), a seed, a control
     switch (`text_blind` / `random_unet`) and `key=value` overrides, applied in that order."""
     from vdit.engine.recipes import run_preset
 

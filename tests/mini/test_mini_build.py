@@ -1,4 +1,5 @@
 """`build_mini_foundation` end to end (two steps per model): the real layouts, manifest, log and grid."""
+import dataclasses
 import hashlib
 import json
 
@@ -74,6 +75,9 @@ def test_existing_benchmark_with_other_parameters_is_refused(smoke_bench, smoke_
         ensure_benchmark(smoke_bench, seed=0, spec=BenchmarkSpec())
     with pytest.raises(ConfigError):
         ensure_benchmark(smoke_bench, seed=1, spec=smoke_spec)
+    # the same sizes without distinct colours is another benchmark too (the flag is recorded only when on)
+    with pytest.raises(ConfigError, match="distinct_colours"):
+        ensure_benchmark(smoke_bench, seed=0, spec=dataclasses.replace(smoke_spec, distinct_colours=False))
 
 
 def test_out_folder_must_be_a_mini_foundation(tmp_path):

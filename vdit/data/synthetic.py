@@ -357,20 +357,16 @@ def _sample_combos(rng: random.Random, k: int, heldout: bool,
     shapes = rng.sample(SHAPES, rng.randint(*SHAPE_POOL_RANGE))
     if distinct_colours:
         colours = rng.sample(sorted(COLOURS), k)
-        combos = []
-        if heldout:  # the first colours carry held-out pairs
-            held = [[(c, s) for s in shapes if (c, s) in HELDOUT_PAIRS] for c in colours]
-            order = [i for i, h in enumerate(held) if h]
-            if len(order) < HELDOUT_OBJECTS:
-                return None
-            colours = [colours[i] for i in order[:HELDOUT_OBJECTS]] + \
-                [c for i, c in enumerate(colours) if i not in order[:HELDOUT_OBJECTS]]
-            combos = [rng.choice(held[i]) for i in order[:HELDOUT_OBJECTS]]
-        for c in colours[len(combos):]:
-            allowed = [(c, s) for s in shapes if (c, s) not in HELDOUT_PAIRS]
+        held_shapes = {c: [s for s in shapes if (c, s) in HELDOUT_PAIRS] for c in colours}
+        carriers = [c for c in colours if held_shapes[c]][:HELDOUT_OBJECTS] if heldout else []
+        if heldout and len(carriers) < HELDOUT_OBJECTS:
+            return None
+        combos = [(c, rng.choice(held_shapes[c])) for c in carriers]
+        for c in (c for c in colours if c not in carriers):
+            allowed = [s for s in shapes if (c, s) not in HELDOUT_PAIRS]
             if not allowed:
                 return None
-            combos.append(rng.choice(allowed))
+            combos.append((c, rng.choice(allowed)))
     else:
         colours = rng.sample(sorted(COLOURS), rng.randint(*COLOUR_POOL_RANGE))
         pairs = [(c, s) for c in colours for s in shapes]
@@ -499,6 +495,20 @@ def _prepare_root(root: Path, overwrite: bool) -> None:
     root.mkdir(parents=True, exist_ok=True)
 
 
+def benchmark_params(*, num_train_videos: int, num_valid_videos: int, num_heldout_videos: int, num_frames: int,
+                     height: int, width: int, seed: int, distinct_colours: bool = False) -> dict[str, Any]:
+    """The `params` that `make_synthetic_benchmark` records in `synthetic_benchmark.json` for these
+    arguments: a folder holds the benchmark of some arguments exactly when its params equal these.
+    `distinct_colours` is recorded only when True, so older benchmarks keep their params."""
+    params: dict[str, Any] = {
+        "num_frames": num_frames, "height": height, "width": width, "seed": seed,
+        "videos": {"train": num_train_videos, "valid": num_valid_videos, "heldout": num_heldout_videos},
+        "heldout_pairs": sorted([list(p) for p in HELDOUT_PAIRS])}
+    if distinct_colours:
+        params["distinct_colours"] = True
+    return params
+
+
 def make_synthetic_benchmark(
     root: str | Path,
     *,
@@ -519,10 +529,9 @@ def make_synthetic_benchmark(
     if any(n < 0 for n in counts.values()):
         raise ConfigError(f"video counts must be >= 0, got {counts}")
     _prepare_root(root, overwrite)
-    params = {"num_frames": num_frames, "height": height, "width": width, "seed": seed,
-              "videos": counts, "heldout_pairs": sorted([list(p) for p in HELDOUT_PAIRS])}
-    if distinct_colours:
-        params["distinct_colours"] = True
+    params = benchmark_params(num_train_videos=num_train_videos, num_valid_videos=num_valid_videos,
+                              num_heldout_videos=num_heldout_videos, num_frames=num_frames, height=height,
+                              width=width, seed=seed, distinct_colours=distinct_colours)
     info: dict[str, Any] = {"format": "vdit-synthetic-1", "params": params, "splits": {}}
     summary: dict[str, Any] = {"root": str(root), "params": params, "splits": {}}
     names = [f"{FRAME_NAME_STEP * i:05d}" for i in range(num_frames)]

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from vdit.config import MINI_FRAME_SIZE
-from vdit.data.synthetic import COLOURS, DIRECTIONS, INFO_FILE, RELATIONS, SHAPES, SIZES, make_synthetic_benchmark
+from vdit.data.synthetic import (COLOURS, DIRECTIONS, INFO_FILE, RELATIONS, SHAPES, SIZES, benchmark_params,
+                                 make_synthetic_benchmark)
 from vdit.data.ytvos import FRAME_EXT, load_json, meta_expressions_path, parse_meta_expressions
 from vdit.errors import ConfigError, DataError
 
@@ -58,13 +59,11 @@ def default_data_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV, DEFAULT_CACHE)).expanduser() / BENCHMARK_DIRNAME
 
 
-def _spec_params(spec: BenchmarkSpec, seed: int) -> dict[str, Any]:
-    params = {"num_frames": spec.num_frames, "height": spec.height, "width": spec.width, "seed": seed,
-              "videos": {"train": spec.num_train_videos, "valid": spec.num_valid_videos,
-                         "heldout": spec.num_heldout_videos}}
-    if spec.distinct_colours:
-        params["distinct_colours"] = True
-    return params
+def _spec_kwargs(spec: BenchmarkSpec) -> dict[str, Any]:
+    """`make_synthetic_benchmark`'s arguments for `spec` (the seed aside)."""
+    return {"num_train_videos": spec.num_train_videos, "num_valid_videos": spec.num_valid_videos,
+            "num_heldout_videos": spec.num_heldout_videos, "num_frames": spec.num_frames,
+            "height": spec.height, "width": spec.width, "distinct_colours": spec.distinct_colours}
 
 
 def ensure_benchmark(root: str | Path, seed: int = 0, spec: BenchmarkSpec = MINI_BENCHMARK) -> tuple[Path, bool]:
@@ -75,9 +74,8 @@ def ensure_benchmark(root: str | Path, seed: int = 0, spec: BenchmarkSpec = MINI
     root = Path(root).expanduser()
     info = root / INFO_FILE
     if info.is_file():
-        params = load_json(info).get("params", {})
-        want = _spec_params(spec, seed)
-        have = {k: params.get(k) for k in want}
+        have = load_json(info).get("params", {})
+        want = benchmark_params(**_spec_kwargs(spec), seed=seed)
         if have != want:
             raise ConfigError(
                 f"{info} holds a synthetic benchmark made with {have}, but this run needs {want}; "
@@ -88,10 +86,7 @@ def ensure_benchmark(root: str | Path, seed: int = 0, spec: BenchmarkSpec = MINI
     staging = root.with_name(f"{root.name}.tmp-{os.getpid()}")
     if staging.exists():
         shutil.rmtree(staging)
-    make_synthetic_benchmark(staging, num_train_videos=spec.num_train_videos, num_valid_videos=spec.num_valid_videos,
-                             num_heldout_videos=spec.num_heldout_videos, num_frames=spec.num_frames,
-                             height=spec.height, width=spec.width, seed=seed,
-                             distinct_colours=spec.distinct_colours)
+    make_synthetic_benchmark(staging, **_spec_kwargs(spec), seed=seed)
     try:
         if root.is_dir() and not any(root.iterdir()):
             root.rmdir()

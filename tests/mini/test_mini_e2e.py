@@ -9,7 +9,7 @@ the other with two threads). The recipe is `mini_synthetic` (batch 4 clips x 2 f
 Two budgets (measured numbers and durations in docs/miniature.md, "Measured results"):
 - `valid` (default suite, ~6 minutes): 750 steps, scored on all 40 valid videos (videos unseen in
   training; their colour + shape pairs were seen). Measured J&F 0.303 vs 0.188.
-- `heldout` (on request, VDIT_E2E=1, ~8 minutes): 1000 steps, scored on the first 20 heldout videos
+- `heldout` (on request, VDIT_E2E=1): 1000 steps, scored on the first 20 heldout videos
   (colour + shape pairs never seen in training). Measured 0.265 vs 0.163. At 750 steps the heldout
   gap has not opened yet (0.179 vs 0.156 on all heldout videos), hence the longer budget.
 MIN_GAP, the required margin, is less than half of each measured gap.

@@ -16,6 +16,7 @@ from vdit.data.refcoco import (
     mask_to_polygons, read_refer_refs, ref_in_split, refer_pickle_path, segmentation_to_mask, write_coco_image,
     write_refer_dataset,
 )
+from vdit.data.safe_pickle import loads_plain_pickle
 from vdit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
 from vdit.errors import ConfigError, DataError
 
@@ -103,7 +104,7 @@ def test_refer_pickle_is_python2_protocol2_with_byte_strings(coco_root):
     data = path.read_bytes()
     assert data[:2] == b"\x80\x02" and b"U\x04sent" in data  # SHORT_BINSTRING keys, as Python 2 wrote str
     # plain latin-1 decoding garbles UTF-8 text; the reader decodes UTF-8 first
-    assert pickle.loads(data, encoding="latin1")[0]["sentences"][1]["sent"] == "the cafÃ© guy"
+    assert loads_plain_pickle(data, encoding="latin1")[0]["sentences"][1]["sent"] == "the cafÃ© guy"
     refs = read_refer_refs(path)
     assert refs == REFS
 

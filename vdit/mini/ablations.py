@@ -31,10 +31,10 @@ from vdit.inference.benchmarks import write_json
 
 # Per-run budget: the text gap opens between 500 and 1000 steps on the distinct-colour benchmark (heldout
 # J&F, first 20 videos, VD-IT vs text-blind: 17.9 vs 16.3 at 500 steps, 26.5 vs 16.3 at 1000), so a table
-# that can resolve anything needs ~1000. Measured on the reference 2-core machine: 1000 steps take ~410 s
-# with one thread, scoring both splits ~35 s -> 33 runs = ~4.1 h of single-thread work, ~2 h of wall
-# time as two processes side by side (`--only` splits the variants over one runs folder), inside the
-# 3-hour budget.
+# that can resolve anything needs ~1000. Measured on the reference 2-core machine (the 33 runs of the
+# table in docs/miniature.md, one thread each, two at a time): 407 s of training per run on average plus
+# 30-56 s of scoring, 4.09 h in all, 2.09 h of wall time as two processes side by side (`--only` splits
+# the variants over one runs folder; `bench/mini_budget.py --ablations`), inside the 3-hour budget.
 DEFAULT_STEPS = 1000
 SEED_BASE = 42  # seed i trains with train.seed = SEED_BASE + i (42 = the presets' seed)
 RESULT_FILE = "result.json"

@@ -433,8 +433,18 @@ def load_model_weights(ckpt: Checkpoint, model: nn.Module) -> None:
 
 
 def load_optimizer(ckpt: Checkpoint, optimizer: torch.optim.Optimizer) -> None:
+    """Optimiser state of a checkpoint; moments saved in an older weights layout are migrated like the
+    parameters they belong to (`vdit.models.vdit.migrate_trainable`)."""
+    from vdit.models.vdit import load_model_config, migrate_trainable, weights_layout
+
     meta = _read_json(ckpt.file(OPTIM_META))
-    optimizer_from_files(optimizer, _load_tensors(ckpt.file(OPTIM_TENSORS)), meta, ckpt.file(OPTIM_META))
+    tensors = _load_tensors(ckpt.file(OPTIM_TENSORS))
+    try:
+        layout = weights_layout(ckpt.file(MODEL_FILE))
+        tensors = migrate_trainable(tensors, layout, load_model_config(ckpt.path))
+    except ModelLoadError as exc:
+        raise CheckpointError(str(exc)) from None
+    optimizer_from_files(optimizer, tensors, meta, ckpt.file(OPTIM_META))
 
 
 def load_rng(ckpt: Checkpoint, rank: int, device: torch.device) -> bool:
@@ -476,6 +486,14 @@ def load_init_weights(model: nn.Module, source: str | Path, exclude: tuple[str, 
     name missing from, or unknown to, the model is an error naming the file."""
     path = init_weights_file(source)
     tensors = _load_tensors(path)
+    cfg = getattr(model, "cfg", None)
+    if cfg is not None:  # a VDIT: weights written in an older layout are migrated
+        from vdit.models.vdit import migrate_trainable, weights_layout
+
+        try:
+            tensors = migrate_trainable(tensors, weights_layout(path), cfg)
+        except ModelLoadError as exc:
+            raise CheckpointError(str(exc)) from None
     params = dict(model.named_parameters())
     wanted = {n: t for n, t in tensors.items() if not n.startswith(tuple(exclude))}
     unknown = sorted(set(wanted) - set(params))

@@ -27,7 +27,8 @@ from vdit.losses.matcher import VideoHungarianMatcher
 from vdit.models.backbone.diffusion_backbone import MIN_SIDE, DiffusionBackbone, VisualFeatures, level_masks
 from vdit.models.foundation import Foundation, build_foundation_on_meta, load_foundation
 from vdit.models.head.deformable_transformer import DeformableTransformer, inverse_sigmoid
-from vdit.models.head.dynamic_mask import DynamicMaskHead, mask_features
+from vdit.models.head.dynamic_mask import (CONTROLLER_MLP_LAYERS, DynamicMaskHead, coords_first_to_official,
+                                           mask_features)
 from vdit.models.head.mlp import MLP
 from vdit.models.head.mso import MSO
 from vdit.models.head.position_encoding import PositionEmbeddingSine1D, PositionEmbeddingSine2D
@@ -45,6 +46,13 @@ BLIND_TEXT = ""
 # package (the built-in model ships its foundation inside the package, wherever it is installed).
 PACKAGE_PATH_MARKER = "vdit-package:"
 BOX_MLP_LAYERS = 3
+WEIGHTS_LAYOUT = 2
+"""Layout of the trainable weights `save_pretrained` writes, recorded in the safetensors metadata under
+WEIGHTS_LAYOUT_KEY. 1: vdit before 2026-12 (written with a `vdit_version` but no layout key), whose dynamic
+mask head read its layer-0 input as [coords ; feats]; 2: the official order [feats ; coords]. Older layouts
+are migrated exactly when read (`read_trainable`)."""
+WEIGHTS_LAYOUT_KEY = "vdit_weights_layout"
+CONTROLLER_OUT = f"mask_head.controller.layers.{CONTROLLER_MLP_LAYERS - 1}."
 
 
 class VDIT(nn.Module):
@@ -134,7 +142,8 @@ class VDIT(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {n: p.detach().cpu().contiguous() for n, p in self.trainable_named_parameters().items()}
         tmp = directory / f".{WEIGHTS_NAME}.tmp"
-        save_file(tensors, str(tmp), metadata={"format": "pt", "vdit_version": __version__})
+        save_file(tensors, str(tmp), metadata={"format": "pt", "vdit_version": __version__,
+                                               WEIGHTS_LAYOUT_KEY: str(WEIGHTS_LAYOUT)})
         os.replace(tmp, directory / WEIGHTS_NAME)
         tmp = directory / f".{CONFIG_NAME}.tmp"
         tmp.write_text(json.dumps({"vdit_version": __version__, "model": to_dict(self.cfg)}, indent=2))
@@ -156,13 +165,9 @@ class VDIT(nn.Module):
         return model
 
     def load_trainable(self, weights_file: str | Path) -> None:
-        """Load trainable parameters from a safetensors file; every key must match exactly."""
-        from safetensors.torch import load_file
-
-        try:
-            tensors = load_file(str(weights_file))
-        except Exception as exc:  # safetensors raises its own error type on truncated files
-            raise ModelLoadError(f"cannot read weights {weights_file}: {exc}") from exc
+        """Load trainable parameters from a safetensors file (older layouts migrated, see WEIGHTS_LAYOUT);
+        every key must match exactly."""
+        tensors = read_trainable(weights_file, self.cfg)
         own = self.trainable_named_parameters()
         missing = sorted(set(own) - set(tensors))
         unexpected = sorted(set(tensors) - set(own))
@@ -342,6 +347,53 @@ class VDIT(nn.Module):
         if len(valid_indices) != b or any(len(v) != k or min(v) < 0 or max(v) >= t for v in valid_indices):
             raise InputError(f"valid_indices must give {b} lists of the same length with frame positions in [0,{t})")
         return torch.tensor([i * t + j for i, v in enumerate(valid_indices) for j in v], device=device)
+
+
+def weights_layout(weights_file: str | Path) -> int:
+    """The WEIGHTS_LAYOUT a safetensors file was written with: its metadata key; 1 for a file vdit wrote
+    before the key existed (metadata with `vdit_version` only); files from elsewhere count as current."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights_file), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error type on truncated files
+        raise ModelLoadError(f"cannot read weights {weights_file}: {exc}") from exc
+    if WEIGHTS_LAYOUT_KEY in meta:
+        try:
+            layout = int(meta[WEIGHTS_LAYOUT_KEY])
+        except ValueError:
+            raise ModelLoadError(f"{weights_file}: bad {WEIGHTS_LAYOUT_KEY} {meta[WEIGHTS_LAYOUT_KEY]!r}") from None
+        if not 1 <= layout <= WEIGHTS_LAYOUT:
+            raise ModelLoadError(f"{weights_file} has weights layout {layout}; this vdit reads up to "
+                                 f"{WEIGHTS_LAYOUT} (upgrade vdit)")
+        return layout
+    return 1 if "vdit_version" in meta else WEIGHTS_LAYOUT
+
+
+def migrate_trainable(tensors: dict[str, torch.Tensor], layout: int, cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """Tensors keyed by parameter name (optionally "<name>::<optimiser key>") in weights layout `layout`
+    -> the same tensors in WEIGHTS_LAYOUT. Layout 1 -> 2 permutes the rows of the dynamic mask head's
+    controller output layer (and of their optimiser moments) to the official [feats ; coords] order."""
+    if layout >= WEIGHTS_LAYOUT or not cfg.head.rel_coord:
+        return tensors
+    out = dict(tensors)
+    for key, value in tensors.items():
+        if key.startswith(CONTROLLER_OUT) and value.dim() >= 1:
+            out[key] = coords_first_to_official(value, cfg.head.hidden_dim, cfg.head.dynamic_mask_channels)
+    return out
+
+
+def read_trainable(weights_file: str | Path, cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file, migrated to the current WEIGHTS_LAYOUT for a model of config `cfg`."""
+    from safetensors.torch import load_file
+
+    layout = weights_layout(weights_file)
+    try:
+        tensors = load_file(str(weights_file))
+    except Exception as exc:  # safetensors raises its own error type on truncated files
+        raise ModelLoadError(f"cannot read weights {weights_file}: {exc}") from exc
+    return migrate_trainable(tensors, layout, cfg)
 
 
 def random_unet_like(unet: nn.Module, seed: int) -> nn.Module:

@@ -1,8 +1,8 @@
 """CondInst-style dynamic mask head with relative coordinates (spec 3.6).
 
 Every (frame, query) instance gets its own two 1x1 conv layers, whose weights a controller MLP emits
-from the query's decoder feature. The conv input is [relative coords (2) ; mask features (C)] on the
-s8 grid; the output has `c = mask_out_stride**2` channels that pixel-shuffle into one channel at s2 (M_o)
+from the query's decoder feature. The conv input is cat([mask features (C), relative coords (2)]) on
+the s8 grid, the official order (features first, the two coordinate channels appended last); the output has `c = mask_out_stride**2` channels that pixel-shuffle into one channel at s2 (M_o)
 and, after MSO, at s1 (M).
 """
 from __future__ import annotations
@@ -74,13 +74,30 @@ class DynamicMaskHead(nn.Module):
         w1 = w1.reshape(n, q, c, c)
         flat = feats.flatten(2)  # [N,C,HW]
         # Layer 0 split by input group so the C-channel features are not copied once per query:
-        # [coords ; feats] . w0 = coords . w0[:, :2] + feats . w0[:, 2:]  (coords first, as the official input)
+        # [feats ; coords] . w0 = feats . w0[:, :C] + coords . w0[:, C:]  (the official cat order)
         if self.rel_coord:
             coords = relative_coords(centers, sizes_hw, (h, w), self.feat_stride).flatten(3)  # [N,Q,2,HW]
-            x = torch.einsum("nqoc,ncp->nqop", w0[..., COORD_CHANNELS:], flat)
-            x = x + torch.einsum("nqok,nqkp->nqop", w0[..., :COORD_CHANNELS], coords)
+            x = torch.einsum("nqoc,ncp->nqop", w0[..., :-COORD_CHANNELS], flat)
+            x = x + torch.einsum("nqok,nqkp->nqop", w0[..., -COORD_CHANNELS:], coords)
         else:
             x = torch.einsum("nqoc,ncp->nqop", w0, flat)
         x = F.relu(x + b0[..., None])
         x = torch.einsum("nqoc,nqcp->nqop", w1, x) + b1[..., None]
         return x.reshape(n, q, c, h, w)
+
+
+def coords_first_to_official(rows: torch.Tensor, in_channels: int, mask_channels: int) -> torch.Tensor:
+    """Controller output rows emitted for the pre-fix layer-0 input [coords (2) ; feats (C)] -> the same
+    rows for the official input [feats (C) ; coords (2)] (weights layout 1 -> 2, see `VDIT.load_trainable`).
+
+    `rows` is the controller's last layer weight [P, hidden] or bias [P] (or an optimiser moment of either):
+    dim 0 runs over the P = (C+2)*c + c*c + c + c dynamic parameters, layer-0 weights first as [c, C+2].
+    Only the layer-0 block is permuted, so the migrated head computes exactly the same masks.
+    """
+    cin = in_channels + COORD_CHANNELS
+    n0 = cin * mask_channels
+    if rows.shape[0] != n0 + mask_channels * mask_channels + 2 * mask_channels:
+        raise ValueError(f"controller rows {tuple(rows.shape)} do not fit C={in_channels}, c={mask_channels}")
+    w0 = rows[:n0].reshape(mask_channels, cin, *rows.shape[1:])
+    w0 = torch.cat([w0[:, COORD_CHANNELS:], w0[:, :COORD_CHANNELS]], dim=1)
+    return torch.cat([w0.reshape(n0, *rows.shape[1:]), rows[n0:]], dim=0)

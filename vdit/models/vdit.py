@@ -175,6 +175,11 @@ class VDIT(nn.Module):
             raise ModelLoadError(
                 f"{weights_file} does not fit this model: {len(missing)} missing (e.g. {missing[:3]}), "
                 f"{len(unexpected)} unexpected (e.g. {unexpected[:3]}) parameters")
+        # A diverged run's weights give empty masks silently; refuse them here, naming the tensors.
+        bad = sorted(n for n, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all()))
+        if bad:
+            raise ModelLoadError(f"{weights_file}: {len(bad)} tensor(s) hold NaN/Inf values (e.g. {bad[:3]}); "
+                                 "these weights are unusable")
         with torch.no_grad():
             for name, p in own.items():
                 t = tensors[name]

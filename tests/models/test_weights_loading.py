@@ -1,4 +1,6 @@
-"""Weights written before the dynamic mask head read its input in the official order still load exactly.
+"""Loading trainable weights: older layouts migrate exactly, unusable weights are refused.
+
+Weights written before the dynamic mask head read its input in the official order still load exactly.
 
 Layout 1 (vdit before 2026-12) emitted the layer-0 dynamic weights for the input [coords (2) ; feats (C)];
 the official head (spec 3.6) and layout 2 use cat([feats (C), coords (2)]). An old file is written here the
@@ -108,3 +110,16 @@ def test_shipped_head_is_in_the_current_layout():
     from vdit.inference.predictor import BUILTIN_WEIGHTS_DIR
 
     assert weights_layout(BUILTIN_WEIGHTS_DIR / "model.safetensors") == WEIGHTS_LAYOUT
+
+
+def test_non_finite_weights_are_refused_by_name(tiny_root, tmp_path):
+    from vdit.errors import ModelLoadError
+
+    folder = _model(tiny_root).save_pretrained(tmp_path / "w")
+    tensors = load_file(str(folder / "model.safetensors"))
+    tensors["query_embed.weight"][0, 0] = float("nan")
+    tensors[CTRL + "bias"][3] = float("inf")
+    save_file(tensors, str(folder / "model.safetensors"),
+              metadata={"format": "pt", "vdit_version": "0.1.0", WEIGHTS_LAYOUT_KEY: str(WEIGHTS_LAYOUT)})
+    with pytest.raises(ModelLoadError, match=r"2 tensor\(s\) hold NaN/Inf.*mask_head.controller.layers.2.bias"):
+        VDIT.from_pretrained(folder)

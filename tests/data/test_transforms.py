@@ -158,12 +158,38 @@ def test_photometric_keep_colours_saturates_and_keeps_channel_order():
     assert any(int(np.asarray(f)[0, 0, 0]) < 100 for f in wrapped.frames)
 
 
+def _grey_photometric_reference(value: int, rng: random.Random) -> int:
+    """Spec 5.5 for one uniform grey frame, with the draws of the class docstring in order: brightness
+    +-32 (p 0.5, clipped), contrast x U(0.8, 1.2) before or after saturation (each p 0.5), channel
+    permutation (p 0.2), truncating uint8 cast. Saturation and channel order leave grey unchanged, but
+    their draws are still consumed. float32 as the image array."""
+    v = np.float32(value)
+    if rng.random() < 0.5:
+        v = np.float32(np.clip(v + np.float32(rng.uniform(-32.0, 32.0)), 0.0, 255.0))
+    contrast_first = rng.random() < 0.5
+    if contrast_first and rng.random() < 0.5:
+        v = np.float32(v * np.float32(rng.uniform(0.8, 1.2)))
+    if rng.random() < 0.5:
+        rng.uniform(0.8, 1.2)  # saturation factor: a grey pixel has S = 0
+    if not contrast_first and rng.random() < 0.5:
+        v = np.float32(v * np.float32(rng.uniform(0.8, 1.2)))
+    if rng.random() < 0.2:
+        rng.randrange(6)  # channel order: all channels are equal
+    return int(np.trunc(v)) % 256
+
+
 def test_photometric_per_frame_params():
+    """Spec 5.5: independent parameters per frame, drawn frame after frame from the clip's generator.
+    Each of 8 identical grey frames must carry exactly its own draw (one draw per clip would give 8
+    equal frames; reusing or skipping draws would shift the sequence)."""
     frame = Image.fromarray(np.full((16, 16, 3), 120, dtype=np.uint8))
     clip = T._make_clip([frame] * 8, np.zeros((8, 16, 16), bool), np.ones(8, bool), "a")
     out = T.PhotometricDistort()(clip, random.Random(0))
-    values = {tuple(np.asarray(f)[0, 0]) for f in out.frames}
-    assert len(values) > 1
+    ref_rng = random.Random(0)
+    expected = [_grey_photometric_reference(120, ref_rng) for _ in range(8)]
+    assert len(set(expected)) > 2  # the seed gives several distinct draws, so the check is informative
+    for f, value in zip(out.frames, expected):
+        assert np.array_equal(np.asarray(f), np.full((16, 16, 3), value, dtype=np.uint8)), value
 
 
 def test_wrap_to_uint8_wraps_like_a_c_cast():

@@ -5,7 +5,10 @@ import io
 import json
 import sys
 
-from vdit.engine.metrics import LOG_FILE, METRICS_FILE, RunLogger, read_metrics
+import pytest
+import yaml
+
+from vdit.engine.metrics import LOG_FILE, METRICS_FILE, RunLogger, loss_log_values, read_metrics
 
 
 def test_without_tensorboard_says_so_once(tmp_path, monkeypatch):
@@ -43,3 +46,43 @@ def test_tensorboard_events_when_installed(tmp_path):
     log.scalars(3, {"loss": 0.5})
     log.close()
     assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tensorboard").iterdir())
+
+
+# Spec 4.1: per-layer loss weights; the auxiliary layers repeat them with suffixes _0, _1, ...
+SPEC_LAYER_WEIGHTS = {"loss_ce": 2.0, "loss_bbox": 5.0, "loss_giou": 2.0, "loss_mask": 2.0, "loss_dice": 5.0,
+                      "loss_mask_low": 2.0, "loss_dice_low": 5.0}
+
+
+def test_loss_log_values_follow_the_official_engine():
+    """DETR-lineage train_one_epoch: `loss` = weighted total, `k` = weight_dict[k] * k (scaled),
+    `k_unscaled` = the criterion's raw term; a term without a weight is only logged unscaled."""
+    raw = {"loss_ce": 0.5, "loss_dice": 0.25, "loss_ce_0": 0.125, "extra": 3.0, "loss": 2.5}
+    weights = {"loss_ce": 2.0, "loss_dice": 5.0, "loss_ce_0": 2.0}
+    assert loss_log_values(raw, weights) == {
+        "loss": 2.5,
+        "loss_ce": 1.0, "loss_dice": 1.25, "loss_ce_0": 0.25,
+        "loss_ce_unscaled": 0.5, "loss_dice_unscaled": 0.25, "loss_ce_0_unscaled": 0.125, "extra_unscaled": 3.0,
+    }
+    with pytest.raises(KeyError, match="loss"):
+        loss_log_values({"loss_ce": 0.5}, weights)
+
+
+def test_train_records_hold_scaled_and_unscaled_terms(engine_one_step_run):
+    """A real run's train record: every term of every decoder layer, scaled under its official name and
+    raw as `_unscaled`, with `loss` their weighted sum (spec 4.1 weights, restated here)."""
+    cfg = yaml.safe_load((engine_one_step_run / "config.yaml").read_text())
+    aux = cfg["model"]["head"]["dec_layers"] - 1 if cfg["model"]["loss"]["aux_loss"] else 0
+    rows = [r for r in read_metrics(engine_one_step_run) if r["event"] == "train"]
+    assert len(rows) == 1
+    row = rows[0]
+    scaled_sum = 0.0
+    names = []
+    for suffix in [""] + [f"_{i}" for i in range(aux)]:
+        for term, weight in SPEC_LAYER_WEIGHTS.items():
+            name = term + suffix
+            names.append(name)
+            assert row[name] == pytest.approx(weight * row[name + "_unscaled"], rel=1e-12), name
+            scaled_sum += row[name]
+    assert row["loss"] == pytest.approx(scaled_sum, rel=1e-6)
+    loss_keys = {k for k in row if k.startswith("loss")}
+    assert loss_keys == {"loss", *names, *(n + "_unscaled" for n in names)}

@@ -9,6 +9,7 @@ from _engine_helpers import tiny_args
 from vdit.cli.main import main
 from vdit.engine import trainer as tr
 from vdit.engine.metrics import read_metrics
+from vdit.losses import weighted_total
 
 
 def _poison(monkeypatch, bad_steps) -> None:
@@ -24,9 +25,10 @@ def _poison(monkeypatch, bad_steps) -> None:
             calls["n"] += 1
             if bad_steps is None or calls["n"] in bad_steps:
                 losses["loss_ce"] = losses["loss_ce"] * math.nan
-                losses["loss"] = torch.stack([v for k, v in losses.items() if k != "loss"]).sum()
+                losses["loss"] = weighted_total(losses, criterion.weight_dict)
             return losses
 
+        poisoned.weight_dict = criterion.weight_dict  # the trainer logs weighted terms with it
         return poisoned
 
     monkeypatch.setattr(tr, "build_criterion", build)

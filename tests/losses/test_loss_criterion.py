@@ -85,18 +85,22 @@ def test_tiny_case_every_term_matches_hand_computation():
     # M_o: 1x1 per frame, targets [1, 0]
     mask_low = (_focal(2.0, 1) + _focal(-1.0, 0)) / 2
     dice_low = 1 - (2 * _sig(2.0) + 1) / (_sig(2.0) + _sig(-1.0) + 1 + 1)
+    # the terms come back unweighted (official convention); "loss" is their weighted sum (spec 4.1)
     expected = {
-        "loss_ce": 2 * ce,
-        "loss_bbox": 5 * l1,
-        "loss_giou": 2 * giou,
-        "loss_mask": 2 * mask,
-        "loss_dice": 5 * dice,
-        "loss_mask_low": 2 * mask_low,
-        "loss_dice_low": 5 * dice_low,
+        "loss_ce": ce,
+        "loss_bbox": l1,
+        "loss_giou": giou,
+        "loss_mask": mask,
+        "loss_dice": dice,
+        "loss_mask_low": mask_low,
+        "loss_dice_low": dice_low,
     }
+    weights = {"loss_ce": 2, "loss_bbox": 5, "loss_giou": 2, "loss_mask": 2, "loss_dice": 5, "loss_mask_low": 2,
+               "loss_dice_low": 5}
     for name, value in expected.items():
         assert losses[name].item() == pytest.approx(value, rel=1e-4), name
-    assert losses["loss"].item() == pytest.approx(sum(expected.values()), rel=1e-4)
+    total = sum(weights[k] * v for k, v in expected.items())
+    assert losses["loss"].item() == pytest.approx(total, rel=1e-4)
     assert set(losses) == set(expected) | {"loss"}
 
 
@@ -123,10 +127,10 @@ def test_perfect_prediction_has_much_lower_loss_than_random():
     for name in DEFAULT_LAYER_WEIGHTS:
         assert perf[name].item() < rand[name].item(), name
     # official quirk kept (spec 11.11): a zero box on the invalid frame still scores GIoU 0 against the
-    # zero target, i.e. 1 - GIoU = 1 for that frame: weight 2 * 1 frame / 5 valid frames per layer
+    # zero target, i.e. 1 - GIoU = 1 for that frame: 1 frame / 5 valid frames per layer (unweighted)
     giou_terms = [k for k in perf if k.startswith("loss_giou")]
-    assert all(perf[k].item() == pytest.approx(0.4, rel=1e-4) for k in giou_terms)
-    rest = perf["loss"].item() - sum(perf[k].item() for k in giou_terms)
+    assert all(perf[k].item() == pytest.approx(0.2, rel=1e-4) for k in giou_terms)
+    rest = perf["loss"].item() - sum(crit.weight_dict[k] * perf[k].item() for k in giou_terms)
     assert rest < 0.002 * rand["loss"].item()
 
 

@@ -171,22 +171,8 @@ def test_model_info_cli_json(capsys):
 # ------------------------------------------------------------------ Table A / noise variants
 
 
-@pytest.mark.parametrize("mode", ["image", "text", "concat", "attn"])
-def test_prompt_modes_run(tiny_root, mode):
-    model = _model(tiny_root, f"backbone.prompt.mode={mode}").train()
-    b, t, h, w = 1, 2, 64, 64
-    out = model(torch.randn(b, t, 3, h, w), ["the red circle"], targets=_targets(b, t, h, w))
-    out["pred_masks"].sum().backward()
-    assert torch.isfinite(out["pred_masks"]).all()
-
-
-@pytest.mark.parametrize("kind,step", [("predicted", 1), ("gaussian", 1), ("none", 1), ("predicted", 100)])
-def test_noise_kinds_run(tiny_root, kind, step):
-    model = _model(tiny_root, f"backbone.noise.kind={kind}", f"backbone.noise.step={step}").eval()
-    assert model.backbone.timestep == step - 1
-    with torch.no_grad():
-        out = model(torch.randn(1, 2, 3, 64, 64), ["a dog"])
-    assert torch.isfinite(out["pred_masks"]).all()
+# The prompt modes (VD-I, VD-T, concat, attn) and the noise kinds / diffusion steps are checked against
+# written-out references in test_reference_backbone.py.
 
 
 def test_concat_has_attn_trainable_count():
@@ -255,7 +241,9 @@ def test_long_text_is_truncated_with_one_warning(tiny_root):
             out = model(torch.randn(1, 1, 3, 64, 64), [long_text])
             model(torch.randn(1, 1, 3, 64, 64), [long_text])
     msgs = [str(w.message) for w in caught if "truncated" in str(w.message)]
-    assert 1 <= len(msgs) <= 2  # once per tokenizer (T2V CLIP and RoBERTa), not once per call
+    # once per tokenizer (T2V CLIP, then RoBERTa), not once per call
+    assert [sum("T2V tokenizer's" in m for m in msgs), sum("text encoder's" in m for m in msgs)] == [1, 1]
+    assert len(msgs) == 2
     assert torch.isfinite(out["pred_masks"]).all()
 
 

@@ -1,5 +1,9 @@
 """Run records: metrics as JSON lines (always), TensorBoard scalars (when `tensorboard` is installed),
 and human messages on stderr mirrored to `train.log`. Only rank 0 writes; other ranks get a silent logger.
+
+Loss names follow the official DETR-lineage engine (`train_one_epoch` of DETR / ReferFormer / SgMg /
+VD-IT, see `loss_log_values`): `loss` is the weighted total, `<term>` the term times its weight and
+`<term>_unscaled` the term as the criterion returns it.
 """
 from __future__ import annotations
 
@@ -8,12 +12,34 @@ import math
 import sys
 import time
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 METRICS_FILE = "metrics.jsonl"
 LOG_FILE = "train.log"
 TENSORBOARD_DIR = "tensorboard"
 MESSAGE_PREFIX = "[vdit train]"
+TOTAL_LOSS = "loss"
+UNSCALED_SUFFIX = "_unscaled"
+"""The official engine logs `{k}_unscaled` for the criterion's raw term k and `k` for weight_dict[k] * k."""
+
+
+def loss_log_values(losses: Mapping[str, float], weight_dict: Mapping[str, float]) -> dict[str, float]:
+    """The loss values of one step as the official engine logs them.
+
+    `losses` is the criterion's output as floats: unweighted terms under the official names plus
+    `loss`, the weighted total. Returns `loss` unchanged, `k` = weight_dict[k] * losses[k] for every
+    term with a weight (the official `loss_dict_reduced_scaled`) and `k_unscaled` = losses[k] for every
+    term (`loss_dict_reduced_unscaled`). Scaling is linear, so averaging these values over micro-batches
+    and ranks afterwards equals scaling the averages, as the official code does.
+    """
+    if TOTAL_LOSS not in losses:
+        raise KeyError(f"the criterion's output lacks the total '{TOTAL_LOSS}' (keys: {sorted(losses)})")
+    out = {TOTAL_LOSS: float(losses[TOTAL_LOSS])}
+    terms = {k: float(v) for k, v in losses.items() if k != TOTAL_LOSS}
+    out.update({k: v * float(weight_dict[k]) for k, v in terms.items() if k in weight_dict})
+    out.update({k + UNSCALED_SUFFIX: v for k, v in terms.items()})
+    return out
 
 
 def _finite_or_str(value: Any) -> Any:

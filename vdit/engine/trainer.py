@@ -41,7 +41,7 @@ from vdit.engine.checkpoint import (
     load_optimizer, load_rng, save_checkpoint,
 )
 from vdit.engine.datasets import build_train_dataset, ensure_synthetic, set_epoch
-from vdit.engine.metrics import RunLogger
+from vdit.engine.metrics import UNSCALED_SUFFIX, RunLogger, loss_log_values
 from vdit.engine.optim import (
     TEXT_ENCODER_PREFIX, build_optimizer, build_scheduler, group_lrs, lr_scale, set_text_encoder_trainable,
 )
@@ -52,8 +52,10 @@ RUN_CONFIG_FILE = "config.yaml"
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 SIZE_DIVISIBILITY = 32  # training batches are padded to a multiple of 32 (spec 5.3)
 NUMPY_SEED_MODULUS = 2**32
-TB_MAIN_TERMS = ("loss", "loss_ce", "loss_bbox", "loss_giou", "loss_mask", "loss_dice", "loss_mask_low",
-                 "loss_dice_low")
+MAIN_LAYER_TERMS = ("loss_ce", "loss_bbox", "loss_giou", "loss_mask", "loss_dice", "loss_mask_low", "loss_dice_low")
+# TensorBoard gets the total and the last decoder layer's terms, weighted (official log names) and raw
+# (`_unscaled`); metrics.jsonl gets every layer's (see vdit.engine.metrics.loss_log_values).
+TB_MAIN_TERMS = ("loss", *MAIN_LAYER_TERMS, *(k + UNSCALED_SUFFIX for k in MAIN_LAYER_TERMS))
 
 
 class NonFiniteLossError(VditError):
@@ -246,7 +248,12 @@ class Trainer:
                           collate_fn=_collate, generator=generator, persistent_workers=False)
 
     def _micro_step(self, batch: Any, sync: bool) -> tuple[dict[str, float] | None, list[str]]:
-        """Forward + backward of one micro-batch. Returns (loss values, []) or (None, non-finite terms)."""
+        """Forward + backward of one micro-batch. Returns (loss values to log, []) or (None, non-finite terms).
+
+        The criterion returns unweighted terms and their weighted total `loss` (official convention);
+        the values to log hold both, named as the official engine logs them (`loss_log_values`).
+        Non-finite terms are named by the criterion's keys.
+        """
         batch = batch.to(self.device)
         no_sync = getattr(self.ddp_model, "no_sync", None)
         ctx = no_sync() if (no_sync is not None and not sync) else contextlib.nullcontext()
@@ -261,7 +268,7 @@ class Trainer:
                 bad_terms = sorted(k for k, v in losses.items() if not bool(torch.isfinite(v.detach()).all()))
                 return None, bad_terms or ["(another rank)"]
             self.scaler.scale(loss / self.tc.grad_accum).backward()
-        return {k: float(v.detach()) for k, v in losses.items()}, []
+        return loss_log_values({k: float(v.detach()) for k, v in losses.items()}, self.criterion.weight_dict), []
 
     def _optimizer_step(self) -> float:
         """Unscale, clip, step. Returns the gradient norm before clipping (may be non-finite)."""

@@ -7,6 +7,7 @@ from vdit.losses.criterion import (
     loss_labels,
     loss_masks,
     num_valid_frames,
+    weighted_total,
 )
 from vdit.losses.dice import DICE_SMOOTH, dice_coefficient, dice_loss
 from vdit.losses.focal import FOCAL_ALPHA, FOCAL_GAMMA, focal_class_cost, sigmoid_focal_loss
@@ -32,4 +33,5 @@ __all__ = [
     "low_res_targets",
     "num_valid_frames",
     "sigmoid_focal_loss",
+    "weighted_total",
 ]

@@ -1,4 +1,4 @@
-"""VD-IT training loss (spec 4.1, 4.2, 4.4): 7 weighted terms per decoder layer, 4 layers.
+"""VD-IT training loss (spec 4.1, 4.2, 4.4): 7 terms per decoder layer, 4 layers, and their weighted total.
 
 The model runs the matcher itself (the refined masks M exist only for the matched query), so every
 layer's output dict arrives with its `matched_query`. Per layer:
@@ -12,7 +12,12 @@ layer's output dict arrives with its `matched_query`. Per layer:
     loss_dice_low  dice on M_o, same targets
 
 Each is summed over the batch and divided by `num_boxes` (the number of valid frames, averaged over
-DDP ranks), then multiplied by its weight. Auxiliary layers use the suffixes _0, _1, _2.
+DDP ranks). Auxiliary layers use the suffixes _0, _1, _2.
+
+As the official criterion (DETR / ReferFormer / SgMg / VD-IT lineage), `SetCriterion.forward` returns
+the terms UNWEIGHTED under the official names; the weights live in `criterion.weight_dict`. It also
+returns 'loss' = sum_k weight_dict[k] * term_k, the total the official engine builds in its training
+loop (spec 4.1), so callers need not redo the weighting.
 """
 from __future__ import annotations
 
@@ -64,6 +69,18 @@ def num_valid_frames(valid: torch.Tensor) -> float:
         torch.distributed.all_reduce(count)
         world_size = torch.distributed.get_world_size()
     return max(float(count.item()) / world_size, 1.0)
+
+
+def weighted_total(terms: Mapping[str, torch.Tensor], weight_dict: Mapping[str, float]) -> torch.Tensor:
+    """sum_k weight_dict[k] * terms[k] over the terms that have a weight (spec 4.1 "Total loss").
+
+    The official engine computes this sum in its training loop; keys without a weight (such as a
+    'loss' entry already present) are left out, as there.
+    """
+    weighted = [value * weight_dict[name] for name, value in terms.items() if name in weight_dict]
+    if not weighted:
+        raise InputError(f"no loss term has a weight: terms {sorted(terms)}, weights {sorted(weight_dict)}")
+    return torch.stack(weighted).sum()
 
 
 def loss_labels(
@@ -118,11 +135,12 @@ def loss_masks(
 
 
 class SetCriterion(nn.Module):
-    """Weighted VD-IT loss over the main and auxiliary decoder layers.
+    """VD-IT loss over the main and auxiliary decoder layers (spec 4.1, 4.4).
 
     weight_dict: per-layer weights keyed by the names in LOSS_TERMS (default DEFAULT_LAYER_WEIGHTS);
     a term left out is not computed. The expanded dict (with _0.._{n-1} suffixes for the auxiliary
-    layers) is `self.weight_dict`. `self.matcher` is the matcher the model should call.
+    layers) is `self.weight_dict`, keyed like the terms `forward` returns. `self.matcher` is the
+    matcher the model should call.
     """
 
     def __init__(
@@ -155,7 +173,8 @@ class SetCriterion(nn.Module):
         )
 
     def forward(self, outputs: Mapping[str, Any], batch: Any) -> dict[str, torch.Tensor]:
-        """Every weighted term (loss_ce, ..., loss_dice_low_2) plus 'loss', their sum."""
+        """Every UNWEIGHTED term (loss_ce, ..., loss_dice_low_2, the official names and values) plus
+        'loss' = sum_k self.weight_dict[k] * term_k, the weighted total to back-propagate."""
         layers = [("", outputs)] + [(f"_{i}", aux) for i, aux in enumerate(self._aux_outputs(outputs))]
         targets = align_targets(batch, int(_require(outputs, "pred_logits").shape[1]))
         if not bool(targets.valid.any()):
@@ -164,8 +183,8 @@ class SetCriterion(nn.Module):
         losses: dict[str, torch.Tensor] = {}
         for suffix, layer in layers:
             for name, value in self.layer_losses(layer, targets, num_boxes, f"outputs{suffix}").items():
-                losses[name + suffix] = value * self.layer_weights[name]
-        losses["loss"] = torch.stack(list(losses.values())).sum()
+                losses[name + suffix] = value
+        losses["loss"] = weighted_total(losses, self.weight_dict)
         return losses
 
     def layer_losses(

@@ -88,11 +88,13 @@ def official_args(cfg) -> argparse.Namespace:
     )
 
 
-def save_official(path, model, extra=None):
+def save_official(path, model, extra=None, state=None):
+    """`state`: the official state_dict to write (default: `official_state(model)`)."""
     params = list(model.trainable_named_parameters().values())[:2]
     opt = torch.optim.AdamW(params, lr=5e-5)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, [6, 8])  # its state holds a collections.Counter
-    obj = {"model": official_state(model), "optimizer": opt.state_dict(), "lr_scheduler": sched.state_dict(),
+    state = official_state(model) if state is None else state
+    obj = {"model": state, "optimizer": opt.state_dict(), "lr_scheduler": sched.state_dict(),
            "epoch": 5, "args": official_args(model.cfg)}
     obj.update(extra or {})
     torch.save(obj, path, _use_new_zipfile_serialization=False)
@@ -327,3 +329,72 @@ def test_split_checkpoint_accepts_bare_and_ddp_state_dicts(source_model):
     assert list(wrapped) == list(state)
     with pytest.raises(ModelLoadError, match="not tensors"):
         split_checkpoint({"model": {"a": 1}}, "bad.pth")
+
+
+# ------------------------------------------------------------------------------------------ masks vs official tensors
+
+
+def _head_reference():
+    """tests/models/_head_reference.py (the independent spec-3 references), loaded by path: the test folders
+    are not packages."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "models" / "_head_reference.py"
+    spec = importlib.util.spec_from_file_location("vdit_tests_head_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_converted_masks_follow_the_official_controller_layout(tmp_path, source_model, tiny_root):
+    """The dynamic mask head of a converted checkpoint reads the controller output in the official layout
+    (spec 3.6: layer-0 weights [c, C+2] over the input cat([feats, coords])): masks of the loaded model equal
+    the reference computed from the ORIGINAL official controller and mask_refine tensors, so a converter or
+    head that permutes or misreads rows fails. Those tensors are drawn fresh here, so they exist only in the
+    official file."""
+    from vdit.convert.official import convert_official
+    from vdit.models.vdit import VDIT
+
+    ref = _head_reference()
+    state = official_state(source_model)
+    g = torch.Generator().manual_seed(21)
+    for key in [k for k in state if k.startswith(("controller.", "mask_refine."))]:
+        state[key] = torch.randn(state[key].shape, generator=g) * 0.1  # non-zero biases too
+    path = save_official(tmp_path / "official.pth", source_model, state=state)
+    assert official_args(source_model.cfg).rel_coord
+    out_dir = tmp_path / "converted"
+    convert_official(path, out_dir, foundation_root=tiny_root, preset_name="tiny")
+    model = VDIT.from_pretrained(out_dir).eval()
+
+    seen = {}
+    hooks = [model.backbone.register_forward_hook(lambda m, a, o: seen.__setitem__("levels", o)),
+             model.transformer.register_forward_hook(lambda m, a, o: seen.__setitem__("transformer", o))]
+    torch.manual_seed(1)
+    b, t, h, w = 1, 2, 64, 80
+    frames = torch.randn(b, t, 3, h, w)
+    sizes = torch.tensor([[52, 70]])  # partly padded: the unpadded size scales the coordinates
+    pad = torch.ones(b, t, h, w, dtype=torch.bool)
+    pad[:, :, :52, :70] = False
+    try:
+        with torch.no_grad():
+            out = model(frames, ["the red circle moving left"], pad_mask=pad, sizes=sizes, mask_queries="all")
+    finally:
+        for hook in hooks:
+            hook.remove()
+    hs, _, inter_refs, memory = seen["transformer"]
+    levels = seen["levels"]
+    hd = model.cfg.head
+    controller = [(state[f"controller.layers.{i}.weight"], state[f"controller.layers.{i}.bias"]) for i in range(3)]
+    convs = {name: (state[f"mask_refine.{name}.weight"], state[f"mask_refine.{name}.bias"])
+             for name in ref.MSO_CONVS}
+    with torch.no_grad():
+        feats = ref.mask_features(memory)
+        dyn = ref.dynamic_masks(hs[-1], controller, feats, inter_refs[-1][..., :2],
+                                sizes.repeat_interleave(t, dim=0), hd.dynamic_mask_channels)  # [T,Q,c,h8,w8]
+        q = dyn.shape[1]
+        low = ref.low_res_masks(dyn)
+        torch.testing.assert_close(out["pred_masks_low"], low.reshape(b, t, q, h // 2, w // 2), rtol=1e-5, atol=1e-5)
+        for j in range(q):
+            m = ref.mso(dyn[:, j], levels[1], levels[0], convs)
+            torch.testing.assert_close(out["pred_masks"][0, :, j], m[:, 0], rtol=1e-5, atol=1e-5)

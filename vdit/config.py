@@ -20,6 +20,9 @@ from vdit.errors import ConfigError
 PROMPT_MODES = ("image", "text", "concat", "attn")  # Table A: VD-I, VD-T, VD-IT concat, VD-IT attn
 NOISE_KINDS = ("predicted", "gaussian", "none")  # video-specific predicted noise (paper) / N(0,1) / no noise
 VAE_LATENT_MODES = ("sample_train_mean_eval", "sample", "mean")
+# backbone.clip_preprocess: the official uint8 + PIL CLIPImageProcessor path (spec 2.1 step 3, 2.3) or the
+# on-device tensor approximation (torch antialiased bicubic, no integer truncation; docs/model.md).
+CLIP_PREPROCESS_MODES = ("official", "fast")
 UNET_INITS = ("pretrained", "random")  # foundation.unet_init: the random-UNet control
 
 
@@ -75,6 +78,10 @@ class BackboneConfig:
     level_channels: tuple[int, ...] = (128, 256, 512, 1024)  # mimic Video-Swin-B
     level_strides: tuple[int, ...] = (4, 8, 16, 32)
     vae_latent: str = "sample_train_mean_eval"
+    # CLIP image input (spec 2.1 step 3, 2.3): "official" = truncated uint8 pixels through the stock PIL
+    # CLIPImageProcessor (CPU round trip, as VD-IT); "fast" = on-device tensor resize (opt-in, differs by
+    # a few /255 per pixel, measured in docs/model.md).
+    clip_preprocess: str = "official"
     # Reproduce the official `model.train()` side effect: dropout active in the frozen UNet (and RoBERTa).
     official_frozen_dropout: bool = False
     # Activation checkpointing of the frozen UNet blocks (numerically identical, less memory).
@@ -154,6 +161,9 @@ class ModelConfig:
             raise ConfigError(f"backbone.noise.step={bb.noise.step}: steps count from 1 (step 1 = timestep 0)")
         if bb.vae_latent not in VAE_LATENT_MODES:
             raise ConfigError(f"backbone.vae_latent={bb.vae_latent!r}: expected one of {VAE_LATENT_MODES}")
+        if bb.clip_preprocess not in CLIP_PREPROCESS_MODES:
+            raise ConfigError(
+                f"backbone.clip_preprocess={bb.clip_preprocess!r}: expected one of {CLIP_PREPROCESS_MODES}")
         if not (len(bb.level_channels) == len(bb.level_hidden_channels) == len(bb.level_strides) == 4):
             raise ConfigError("backbone: exactly 4 feature levels (channels, hidden channels, strides)")
         if hd.num_feature_levels != 4:
@@ -223,6 +233,9 @@ def mini_config(foundation_root: str | Path | None = None) -> ModelConfig:
             prompt=PromptConfig(num_heads=4, ffn_dim=64),  # prompt width = the UNet's cross-attention 64
             level_hidden_channels=(32, 64, 64, 64),
             level_channels=(32, 64, 64, 64),
+            # The miniature CLIP tower was pre-trained on the tensor path's pixels (vdit.mini.pretrain), so
+            # its VD-IT reads the same; at 64x64 the two paths differ only by the uint8 truncation.
+            clip_preprocess="fast",
         ),
         head=HeadConfig(
             hidden_dim=64,

@@ -225,7 +225,7 @@ def _clip_batch(corpus: CaptionCorpus, batch: int, g: torch.Generator) -> tuple[
 def train_clip(corpus: CaptionCorpus, tokenizer: Any, cfg: StageConfig, *, arch_name: str = "mini", seed: int = 0,
                log: LogFn | None = None, progress: bool = True):
     """Contrastive image-caption training of a CLIPModel from scratch; returns it in eval mode."""
-    from vdit.models.backbone.clip_image import clip_preprocess
+    from vdit.models.backbone.clip_image import clip_preprocess_fast
 
     torch.manual_seed(seed)
     model = build_clip(tokenizer, arch_name)
@@ -236,7 +236,8 @@ def train_clip(corpus: CaptionCorpus, tokenizer: Any, cfg: StageConfig, *, arch_
     rec = _Recorder("clip", cfg.steps, log, progress)
     for step in range(cfg.steps):
         frames, texts = _clip_batch(corpus, cfg.batch_size, g)
-        pixels = clip_preprocess(frames_to_unit(frames), spec)
+        # The shipped miniature CLIP was pre-trained on the tensor path; kept so that it rebuilds identically.
+        pixels = clip_preprocess_fast(frames_to_unit(frames), spec)
         tok = tokenizer(texts, padding=True, return_tensors="pt")
         out = model(input_ids=tok.input_ids, attention_mask=tok.attention_mask, pixel_values=pixels)
         loss = contrastive_loss(out.logits_per_image, texts)

@@ -22,7 +22,7 @@ from torch import nn
 
 from vdit.config import BackboneConfig
 from vdit.errors import InputError
-from vdit.models.backbone.clip_image import clip_preprocess
+from vdit.models.backbone.clip_image import clip_preprocess_fast, clip_preprocess_official
 from vdit.models.backbone.noise import VideoNoise, add_noise, make_noise, step_to_timestep
 from vdit.models.backbone.prompt import TextGuidedProjection
 from vdit.models.backbone.unet_features import unet_taps
@@ -126,7 +126,7 @@ class DiffusionBackbone(nn.Module):
         x = 2 * x01 - 1
         clip_tokens = None
         if self.clip_vision is not None:
-            pixels = clip_preprocess(x01, self.clip_image).to(self._dtype(self.clip_vision))
+            pixels = self.clip_pixels(x01, x).to(self._dtype(self.clip_vision))
             with self._native(self.clip_vision):
                 clip_tokens = self.clip_vision(pixel_values=pixels).last_hidden_state
         captured: list[torch.Tensor] = []
@@ -150,6 +150,14 @@ class DiffusionBackbone(nn.Module):
             batch=b,
             frames=t,
         )
+
+    def clip_pixels(self, x01: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """CLIP pixel_values of frames given in [0,1] (`x01`) and in the diffusion range (`x = 2*x01 - 1`),
+        by `backbone.clip_preprocess`: "official" starts, as VD-IT does, from the [-1,1] frames (spec 2.1
+        step 3, 2.3); "fast" resizes `x01` on the device."""
+        if self.cfg.clip_preprocess == "fast":
+            return clip_preprocess_fast(x01, self.clip_image)
+        return clip_preprocess_official(x, self.clip_image)
 
     def _sample_latent(self, vis: VisualFeatures) -> torch.Tensor:
         mode = self.cfg.vae_latent

@@ -11,6 +11,10 @@ the table reports medians and the ratio to the ``grid_sample`` baseline, then ch
 gradients agree.
 
     python bench/deform_attn.py [--repeats 5] [--device cpu|cuda] [--threads N]
+
+The fused Triton kernel (impl ``triton``) is timed only with ``--device cuda`` on a machine where it is
+available; on CPU it could only run in Triton's interpreter (tests, not timing), so it is reported as
+not timed.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from vdit.models.ops import ms_deform_attn_triton  # noqa: E402
 from vdit.models.ops.ms_deform_attn import available_impls, ms_deform_attn  # noqa: E402
 
 LEVEL_SHAPES = [(46, 80), (23, 40), (12, 20), (6, 10)]  # 368x640 at s8, s16, s32, s64
@@ -88,6 +93,21 @@ def outputs_and_grads(impl: str, inputs: tuple[torch.Tensor, ...], grad_out: tor
     return [out.detach(), *torch.autograd.grad(out, leaves, grad_out)]
 
 
+def select_impls(requested: list[str] | None, device: str) -> list[str]:
+    """Implementations to time: ``requested`` or all registered ones, the Triton kernel only on CUDA."""
+    impls = requested or [i for i in available_impls() if i != BASELINE]
+    impls = [BASELINE] + [i for i in impls if i != BASELINE]  # every ratio is to the baseline
+    name = ms_deform_attn_triton.IMPL_NAME
+    if not device.startswith("cuda"):
+        print(f"{name}: not timed: the fused Triton kernel needs a GPU for timing (--device cuda); on CPU it "
+              "runs only in Triton's interpreter, which is for correctness tests")
+        return [i for i in impls if i != name]
+    if name not in available_impls():
+        print(f"{name}: not timed: {ms_deform_attn_triton.unavailable_reason() or 'not registered'}")
+        return [i for i in impls if i != name]
+    return impls
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -99,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    impls = args.impls or [BASELINE] + [i for i in available_impls() if i != BASELINE]
+    impls = select_impls(args.impls, args.device)
 
     inputs = make_inputs(LEVEL_SHAPES, args.frames, HEADS, HEAD_DIM, POINTS, args.offset_noise, args.device)
     value, _, _, loc, _ = inputs

@@ -23,8 +23,11 @@ Two implementations sit behind one dispatcher (:func:`ms_deform_attn`):
 ``"grid_sample"``
     The plain formulation (one ``F.grid_sample`` per level, autograd backward); the reference baseline.
 
-Further implementations (e.g. a fused Triton kernel) plug in with :func:`register_impl` and
-:func:`set_default_impl`, optionally for one device type only.
+Further implementations plug in with :func:`register_impl` and :func:`set_default_impl`, optionally
+for one device type only. The fused Triton kernel (:mod:`vdit.models.ops.ms_deform_attn_triton`) is
+registered as ``"triton"`` at import where it can run (triton installed, and CUDA or
+``TRITON_INTERPRET=1``); it never becomes a default by itself (opt in on CUDA with
+``set_default_impl("triton", device_type="cuda")`` or ``VDIT_MS_DEFORM_ATTN_CUDA_IMPL=triton``).
 """
 
 from __future__ import annotations
@@ -620,3 +623,20 @@ class MSDeformAttn(nn.Module):
                 f"MSDeformAttn: input_padding_mask must be bool {tuple(input_flatten.shape[:2])}, "
                 f"got {padding_mask.dtype} {tuple(padding_mask.shape)}"
             )
+
+
+# ------------------------------------------------------------------------------------------------
+# Optional implementations (registry hook)
+# ------------------------------------------------------------------------------------------------
+
+
+def _register_optional_impls() -> None:
+    """Register the fused Triton kernel where it can run and apply the CUDA opt-in from the environment.
+    Imports no triton (the kernels load on first use) and touches no default otherwise."""
+    from vdit.models.ops import ms_deform_attn_triton
+
+    ms_deform_attn_triton.register_if_available()
+    ms_deform_attn_triton.apply_cuda_default_from_env()
+
+
+_register_optional_impls()

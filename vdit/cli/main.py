@@ -10,10 +10,15 @@ import argparse
 import importlib
 import sys
 
+from vdit import __version__
 from vdit.errors import VditError
+
+# The shell's code for a process ended by SIGINT (128 + 2).
+EXIT_INTERRUPTED = 130
 
 # One line per command module (keep sorted).
 COMMAND_MODULES = [
+    "vdit.cli.app",
     "vdit.cli.convert",
     "vdit.cli.data",
     "vdit.cli.demo",
@@ -28,6 +33,7 @@ COMMAND_MODULES = [
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vdit", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"vdit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
@@ -42,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except VditError as exc:
         print(f"vdit {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: the commands already removed their unfinished outputs
+        print(f"vdit {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -38,8 +38,10 @@ def _listed(keys: list[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vdit.cli.checks import check_output_dir
     from vdit.convert.official import REPORT_NAME, convert_official
 
+    check_output_dir(args.out)  # before a multi-GB checkpoint is read
     report = convert_official(args.checkpoint, args.out, foundation_root=args.foundation_root,
                               preset_name=args.preset, overrides=args.overrides, check_frozen=args.check_frozen,
                               allow_unmapped=args.allow_unmapped)

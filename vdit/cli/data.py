@@ -6,7 +6,7 @@ calls them in turn, so a new sub-command is one more function plus one call in `
 from __future__ import annotations
 
 import argparse
-import json
+import shutil
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,8 +39,13 @@ def add_convert_davis(sub: argparse._SubParsersAction) -> None:
 def run_convert_davis(args: argparse.Namespace) -> int:
     from vdit.data.davis import convert_davis_to_ytvos
 
+    from vdit.cli.checks import check_output_dir
+    from vdit.data.common import dumps_json
+
+    if args.out is not None:
+        check_output_dir(args.out)
     summary = convert_davis_to_ytvos(args.davis_root, args.out, link_mode=args.link)
-    print(json.dumps(summary.as_dict(), indent=2))
+    print(dumps_json(summary.as_dict(), indent=2))
     return 0
 
 
@@ -72,18 +77,40 @@ def add_make_synthetic(sub: argparse._SubParsersAction) -> None:
 
 
 def run_make_synthetic(args: argparse.Namespace) -> int:
+    from vdit.cli.checks import check_output_dir, first_missing
+    from vdit.data.common import dumps_json
     from vdit.data.synthetic import make_synthetic_benchmark
+    from vdit.errors import ConfigError
 
     given = {
         "num_train_videos": args.train, "num_valid_videos": args.valid,
         "num_heldout_videos": args.heldout, "num_frames": args.frames,
         "height": args.height, "width": args.width,
     }
-    summary = make_synthetic_benchmark(
-        args.out, seed=args.seed, overwrite=args.overwrite, distinct_colours=args.distinct_colours,
-        **{k: v for k, v in given.items() if v is not None},
-    )
-    print(json.dumps(summary, indent=2))
+    for name, value in (("--frames", args.frames), ("--height", args.height), ("--width", args.width)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{name} must be >= 1, got {value}")
+    out = check_output_dir(args.out)
+    # A benchmark is complete once its synthetic_benchmark.json is written (last); an interrupted or
+    # failed generation removes the folder it created (or empties the empty folder it was given).
+    created = first_missing(out)
+    was_empty = created is None and not any(out.iterdir())
+    try:
+        summary = make_synthetic_benchmark(
+            out, seed=args.seed, overwrite=args.overwrite, distinct_colours=args.distinct_colours,
+            **{k: v for k, v in given.items() if v is not None},
+        )
+    except BaseException:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        elif was_empty:
+            for entry in out.iterdir():
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+        raise
+    print(dumps_json(summary, indent=2))
     return 0
 
 
@@ -103,6 +130,7 @@ def add_convert_refcoco(sub: argparse._SubParsersAction) -> None:
 
 
 def run_convert_refcoco(args: argparse.Namespace) -> int:
+    from vdit.data.common import dumps_json
     from vdit.data.refcoco import check_dataset_name, convert_refexp_to_coco
 
     names = [d.strip() for d in args.datasets.split(",") if d.strip()]
@@ -110,5 +138,5 @@ def run_convert_refcoco(args: argparse.Namespace) -> int:
         check_dataset_name(name)
     written = {name: {split: str(path) for split, path in convert_refexp_to_coco(args.coco_root, name).items()}
                for name in names}
-    print(json.dumps(written, indent=2))
+    print(dumps_json(written, indent=2))
     return 0

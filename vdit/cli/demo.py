@@ -27,8 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vdit.cli.checks import check_output_dir
     from vdit.mini.demo import run_demo
 
+    check_output_dir(args.out)
     set_threads(args.threads)
     run_demo(args.out, seed=args.seed, device=args.device)
     return 0

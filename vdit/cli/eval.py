@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,15 +21,30 @@ DEFAULT_MAX_PROBLEMS = 100
 
 
 def _write_json(path: str | None, payload: dict) -> None:
+    """The figures as strict JSON (a non-finite figure is null)."""
     if not path:
         return
+    from vdit.data.common import dumps_json
+
     out = Path(path)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        out.write_text(dumps_json(payload, indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
-        raise EvaluationError(f"cannot write {out}: {exc}") from None
+        raise EvaluationError(f"cannot write {out}: {exc.strerror or exc}") from None
     print(f"wrote {out}")
+
+
+def _check_json(path: str | None) -> None:
+    """Fail before the evaluation (minutes) when --json cannot be written (nothing is created here)."""
+    if not path:
+        return
+    from vdit.cli.checks import check_output_dir
+
+    out = Path(path)
+    if out.is_dir():
+        raise EvaluationError(f"--json {out} is a folder; give a file name")
+    check_output_dir(out.parent)
 
 
 def _sequences(arg: str | None) -> list[str] | None:
@@ -59,6 +73,7 @@ def _print_summary(title: str, summary: dict[str, float]) -> None:
 def _cmd_davis(args: argparse.Namespace) -> int:
     from vdit.evaluation.davis import evaluate_davis
 
+    _check_json(args.json)
     result = evaluate_davis(args.davis_root, args.results, task=args.task, subset=args.set,
                             sequences=_sequences(args.sequences), resolution=args.resolution,
                             progress=_progress(args.progress))
@@ -75,6 +90,7 @@ def _cmd_davis(args: argparse.Namespace) -> int:
 def _cmd_ref_davis(args: argparse.Namespace) -> int:
     from vdit.evaluation.davis import evaluate_ref_davis
 
+    _check_json(args.json)
     result = evaluate_ref_davis(args.davis_root, args.results_root, subset=args.set,
                                 sequences=_sequences(args.sequences), resolution=args.resolution,
                                 progress=_progress(args.progress))
@@ -105,6 +121,7 @@ def _cmd_ytvos_validate(args: argparse.Namespace) -> int:
 def _cmd_coco(args: argparse.Namespace) -> int:
     from vdit.evaluation.coco_map import evaluate_referring_coco
 
+    _check_json(args.json)
     with_map = not args.no_map if hasattr(args, "no_map") else args.with_map
     metrics = evaluate_referring_coco(args.gt, args.predictions, with_map=with_map)
     print(f"{args.eval_command}: {args.predictions} against {args.gt}")
@@ -117,6 +134,7 @@ def _cmd_coco(args: argparse.Namespace) -> int:
 def _cmd_mevis(args: argparse.Namespace) -> int:
     from vdit.evaluation.mevis import MASK_DICT_FILE, META_FILE, evaluate_mevis
 
+    _check_json(args.json)
     if args.mevis_root is None and (args.meta is None or args.mask_dict is None):
         raise EvaluationError("give --mevis-root (the split folder) or both --meta and --mask-dict")
     root = Path(args.mevis_root) if args.mevis_root else None

@@ -6,7 +6,6 @@ calls them in turn, so a new sub-command (train, eval) is one more function plus
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 DEFAULT_OUT = "mini-foundation"
@@ -83,7 +82,9 @@ def run_pretrain(args: argparse.Namespace) -> int:
         from vdit.mini.verify import verify_foundation
 
         check = verify_foundation(out, load_corpus(data, "valid" if result["benchmark"]["num_valid_videos"] else "train"))
-        print("VD-IT forward on the result: " + json.dumps(check))
+        from vdit.data.common import dumps_json
+
+        print("VD-IT forward on the result: " + dumps_json(check))
     return 0
 
 
@@ -147,7 +148,12 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from vdit.mini.train import EVAL_SUBDIR, evaluate_mini, format_scores, mini_run_config, ship_head, train_mini
 
+    from vdit.cli.checks import check_local_dir, check_output_dir
+
     set_threads(args.threads)
+    if args.foundation is not None:
+        check_local_dir(args.foundation, "foundation folder", expected="a folder written by `vdit mini pretrain`")
+    check_output_dir(args.out)
     cfg = mini_run_config(args.foundation, _data_dir(args), args.overrides, steps=args.steps, seed=args.seed,
                           control=args.control)
     result = train_mini(cfg, args.out, resume=args.resume)
@@ -181,7 +187,12 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     from vdit.mini.train import EVAL_SPLITS, evaluate_mini, format_scores
 
+    from vdit.cli.checks import check_output_dir, check_weights_dir, check_weights_foundation
+
     set_threads(args.threads)
+    if args.weights is not None:  # a local folder: a typo must not turn into a minute of Hub retries
+        check_weights_foundation(check_weights_dir(args.weights))
+    check_output_dir(args.out)
     scores = evaluate_mini(args.weights, _data_dir(args), args.out, splits=args.split or EVAL_SPLITS,
                            limit=args.limit)
     print(format_scores(scores))
@@ -211,7 +222,11 @@ def add_ablations(sub: argparse._SubParsersAction) -> None:
 def run_ablations(args: argparse.Namespace) -> int:
     from vdit.mini.ablations import DEFAULT_STEPS, run_ablation_table
 
+    from vdit.cli.checks import check_local_dir
+
     set_threads(args.threads)
+    if args.foundation is not None:
+        check_local_dir(args.foundation, "foundation folder", expected="a folder written by `vdit mini pretrain`")
     summary = run_ablation_table(
         runs=Path(args.runs), markdown=Path(args.out), seeds=args.seeds,
         steps=args.steps or DEFAULT_STEPS, only=args.only, foundation=args.foundation, data=_data_dir(args),

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +30,9 @@ def model_info(preset_name: str, overrides: list[str] | None = None) -> dict:
 def run(args: argparse.Namespace) -> int:
     info = model_info(args.preset, args.overrides)
     if args.json:
-        print(json.dumps(info, indent=2))
+        from vdit.data.common import dumps_json
+
+        print(dumps_json(info, indent=2))
         return 0
     print(f"VD-IT preset '{args.preset}' (built on the meta device, no weights loaded)")
     print(f"{'component':<20}{'trainable':>15}{'frozen':>17}")

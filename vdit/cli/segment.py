@@ -8,15 +8,16 @@ resized to short side 64 unless --short-side is given). It understands the bench
 ("the small red circle moving left"), not real-world videos.
 
 Writes DIR/masks/<text_index>/<frame:05d>.png (0/255), DIR/overlay.mp4 and DIR/summary.json; the
-outputs appear in DIR only once complete, summary.json last (see vdit/inference/export.py).
+outputs appear in DIR only once complete, summary.json last (see vdit/inference/export.py). Bad input
+fails with one line before anything is loaded or created; with the built-in model, input from outside
+its world (other words, other frame sizes) gets one note line saying its masks there are guesses.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from vdit.errors import InputError, ModelLoadError
-
+from vdit.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,39 +63,36 @@ def _foundation_overrides(items: list[str]) -> dict[str, str]:
     return out
 
 
-def _check_weights(weights: str | None) -> None:
-    from pathlib import Path
-
-    from vdit.models.vdit import CONFIG_NAME, WEIGHTS_NAME
+def _check_weights(weights: str | None, foundation: dict[str, str]) -> None:
+    """The weights folder (or the built-in model) and the foundation folders its config names exist."""
+    from vdit.cli.checks import check_weights_dir, check_weights_foundation
 
     if weights is None:
         from vdit.inference.predictor import check_builtin_weights
 
-        check_builtin_weights()
+        check_weights_foundation(check_builtin_weights(), foundation)
         return
-    path = Path(weights).expanduser()
-    if not path.is_dir():
-        raise ModelLoadError(f"weights folder not found: {path} (expected a folder written by VDIT.save_pretrained)")
-    for name in (WEIGHTS_NAME, CONFIG_NAME):
-        if not (path / name).is_file():
-            raise ModelLoadError(f"{path} has no {name} (expected a folder written by VDIT.save_pretrained)")
+    check_weights_foundation(check_weights_dir(weights), foundation)
 
 
 def run(args: argparse.Namespace) -> int:
+    from vdit.cli.checks import check_output_dir, check_text_length
     from vdit.data.transforms import EVAL_MAX_SIZE
-    from vdit.inference.export import prepare_output, segment_to_dir
+    from vdit.inference.export import segment_to_dir
     from vdit.inference.io import open_source
-    from vdit.inference.predictor import DEFAULT_THRESHOLD, MODEL_SHORT_SIDE, VDITPredictor, normalize_texts
+    from vdit.inference.predictor import (DEFAULT_THRESHOLD, MODEL_SHORT_SIDE, VDITPredictor, builtin_domain_note,
+                                          normalize_texts)
     from vdit.inference.windows import check_window
 
-    # Cheap checks first: nothing is loaded before the inputs and the output folder are known good.
+    # Cheap checks first: nothing is loaded, and nothing created, before the inputs and the output folder
+    # are known good; the output folder appears only once the predictor is built (segment_to_dir).
     check_window(args.window)
     texts = normalize_texts(args.text)
-    _check_weights(args.weights)
+    check_text_length(texts)
     foundation = _foundation_overrides(args.foundation)
+    _check_weights(args.weights, foundation)
+    out = check_output_dir(args.out)
     source = open_source(args.video, fps=args.fps, max_frames=args.max_frames)
-    out, probe = prepare_output(args.out)
-    probe.rmdir()
 
     max_size = EVAL_MAX_SIZE if args.max_size is None else (args.max_size or None)
     predictor = VDITPredictor(
@@ -103,6 +101,11 @@ def run(args: argparse.Namespace) -> int:
         threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold, amp=args.amp,
         sharing=args.sharing, foundation=foundation or None,
     )
+    predictor.input_size(*source.size)  # frames too small for these sizes fail before any output exists
+    if args.weights is None:
+        note = builtin_domain_note(texts, source.size)
+        if note:
+            print(note, file=sys.stderr)
 
     def progress(win) -> None:
         print(f"frames {win.start}-{win.end - 1}: chosen queries {win.chosen_query.tolist()}", file=sys.stderr)

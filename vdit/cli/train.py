@@ -82,6 +82,30 @@ def resolve_run(args: argparse.Namespace):
     return cfg, run_dir, ckpt
 
 
+# Where the error for a missing local foundation points to, per foundation architecture.
+FOUNDATION_HINTS = {
+    "tiny": ": pass --foundation-root DIR (docs/training.md, 'A tiny foundation for tiny_synthetic', shows how "
+            "to make one)",
+    "mini": ": run `vdit mini pretrain` or pass --foundation-root DIR",
+}
+
+
+def check_run_inputs(cfg, run_dir) -> None:
+    """What a run needs before its folder is created, checked in milliseconds: local foundation folders
+    exist (a missing one is never looked up on the Hub), the --init-from weights exist, the run folder
+    can be created. The rest (dataset content, weights files) fails inside the Trainer, which then
+    removes the run folder it created."""
+    from pathlib import Path
+
+    from vdit.cli.checks import check_foundation, check_output_dir
+    from vdit.engine.checkpoint import CheckpointError
+
+    check_foundation(cfg.model.foundation, FOUNDATION_HINTS.get(cfg.model.foundation.arch, ""))
+    if cfg.train.init_from and not Path(cfg.train.init_from).expanduser().exists():
+        raise CheckpointError(f"--init-from {cfg.train.init_from}: not found")
+    check_output_dir(run_dir)
+
+
 def _run_dir_of(ckpt_dir, checkpoints_dir_name: str):
     """<run>/checkpoints/step-N -> <run>."""
     parent = ckpt_dir.parent
@@ -101,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         return 0
+    check_run_inputs(cfg, run_dir)
     try:
         trainer = Trainer(cfg, run_dir, resume=ckpt)
         result = trainer.fit()

@@ -1,6 +1,8 @@
 """Machinery shared by the dataset modules of `vdit.data` (each piece has its one home here).
 
 - `read_json`, `read_json_rows`: json files, with a `DataError` naming the file (and the entry).
+- `strict_json`, `dumps_json`: what every JSON file vdit writes goes through: strict JSON (RFC 8259 has
+  no NaN / Infinity, which `json.dumps` writes by default and other readers reject).
 - `missing_files`, `drop_missing`: checking at construction that the files a sample needs exist.
 - `resolve_transform`, `apply_transform`: the default `build_transforms` recipe; the ClipSample dtypes.
 - `SeededSampling`: per-sample rng from (dataset, seed, epoch, index, attempt), `set_epoch`, and the
@@ -24,6 +26,7 @@ Two families use these pieces and keep two deliberate differences (each pinned b
 from __future__ import annotations
 
 import json
+import math
 import random
 import warnings
 from pathlib import Path
@@ -59,6 +62,33 @@ def read_json(path: str | Path) -> Any:
         raise DataError(f"{path}: cannot parse json ({exc})") from exc
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc})") from exc
+
+
+def strict_json(obj: Any, nonfinite: str = "null", where: str = "") -> Any:
+    """`obj` with every float finite: NaN / +-Inf become None (`nonfinite="null"`, for reports whose
+    readers treat a missing figure as missing) or raise ValueError naming the key (`"error"`, for files
+    that must round-trip exactly, e.g. checkpoints). numpy scalars become Python numbers, tuples lists."""
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        value = float(obj)
+        if math.isfinite(value):
+            return value
+        if nonfinite == "null":
+            return None
+        raise ValueError(f"{where or 'value'} is {value}, which JSON cannot represent")
+    if isinstance(obj, dict):
+        return {k: strict_json(v, nonfinite, f"{where}.{k}" if where else str(k)) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v, nonfinite, f"{where}[{i}]") for i, v in enumerate(obj)]
+    return obj
+
+
+def dumps_json(obj: Any, nonfinite: str = "null", **kwargs: Any) -> str:
+    """json.dumps writing strict JSON only (`allow_nan=False` after `strict_json`)."""
+    return json.dumps(strict_json(obj, nonfinite), allow_nan=False, **kwargs)
 
 
 def read_json_rows(path: str | Path, row: str, parse: Callable[[Any], T]) -> list[T]:
@@ -290,13 +320,14 @@ def write_coco_gt(path: str | Path, items: Sequence[tuple[str, np.ndarray]]) -> 
         images.append({"id": image_id, "height": int(mask.shape[0]), "width": int(mask.shape[1])})
         annotations.append(mask_to_coco_annotation(mask, image_id, len(annotations) + 1))
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"categories": [COCO_DUMMY_CATEGORY], "images": images,
+    path.write_text(dumps_json({"categories": [COCO_DUMMY_CATEGORY], "images": images,
                                 "annotations": annotations}), encoding="utf-8")
     return path
 
 
 __all__ = [
-    "MAX_RESAMPLE", "COCO_DUMMY_CATEGORY", "read_json", "read_json_rows", "missing_files", "drop_missing",
+    "MAX_RESAMPLE", "COCO_DUMMY_CATEGORY", "read_json", "read_json_rows", "strict_json", "dumps_json",
+    "missing_files", "drop_missing",
     "resolve_transform", "apply_transform", "BadSampleSkipper", "SeededSampling", "SampleListDataset",
     "centred_window", "mask_to_coco_annotation", "write_coco_gt",
 ]

@@ -27,6 +27,10 @@ VIDEO_PIX_FMT = "yuv420p"
 VIDEO_CRF = "18"
 # Frame rates are stored as fractions; this bounds the denominator (29.97 -> 2997/100).
 FPS_MAX_DENOMINATOR = 1001
+# PIL modes of 16-bit grey images (PNG bit depth 16); read_image scales them to 8 bits.
+WIDE_GREY_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+MAX_8BIT = 255
+MAX_16BIT = 65535
 
 
 def read_video_frames(path: str | Path) -> tuple[list[Image.Image], float]:
@@ -69,16 +73,33 @@ def list_frame_files(path: str | Path) -> list[Path]:
 
 
 def read_image(path: str | Path, mode: str = "RGB") -> Image.Image:
-    """Open and fully decode one image file (DataError naming it when missing or corrupt)."""
+    """Open and fully decode one image file (DataError naming it when missing or corrupt).
+
+    16-bit grey images (PNG) are scaled to 8 bits (v * 255 / 65535, rounded) before the conversion:
+    PIL's own conversion clips them at 255, which turns almost every pixel white. 16-bit colour PNGs
+    are already reduced to 8 bits by PIL. Floating-point and 32-bit integer images have no defined
+    brightness range and are refused."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"image file not found: {path}")
     try:
         with Image.open(path) as img:
             img.load()
+            if img.mode in WIDE_GREY_MODES or (img.mode == "I" and img.format == "PNG"):
+                img = _grey16_to_8bit(img)
+            elif img.mode in ("I", "F"):
+                raise DataError(f"cannot read image {path}: its {'32-bit integer' if img.mode == 'I' else 'float'} "
+                                "pixels have no defined brightness range; save it as an 8- or 16-bit image")
             return img.convert(mode) if mode and img.mode != mode else img.copy()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"cannot read image {path}: {exc}") from exc
+
+
+def _grey16_to_8bit(img: Image.Image) -> Image.Image:
+    """A 16-bit grey image (0..65535) as an 8-bit "L" image with the same brightness."""
+    arr = np.asarray(img, dtype=np.int64)
+    scaled = (arr * MAX_8BIT + MAX_16BIT // 2) // MAX_16BIT  # round(v * 255 / 65535), in integers
+    return Image.fromarray(np.clip(scaled, 0, MAX_8BIT).astype(np.uint8))
 
 
 def read_frames_dir(path: str | Path) -> list[Image.Image]:

@@ -92,6 +92,51 @@ class Checkpoint:
 
 
 # ---------------------------------------------------------------------------------------------------
+# run-folder lock
+
+
+LOCK_FILE = ".lock"
+
+
+class RunLock:
+    """An exclusive advisory lock (`flock`) on `<run>/.lock`, held by the process training in that folder,
+    so that a second process (`--resume` against a live run, or the same `--out` twice) fails at once
+    instead of interleaving checkpoints. The kernel drops the lock when its holder dies, even by
+    SIGKILL, so a killed run never blocks its resumption. The file stays (it names the last holder)."""
+
+    def __init__(self, run_dir: str | Path):
+        self.path = Path(run_dir) / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        try:
+            import fcntl
+        except ImportError:  # no flock on this platform: run unlocked
+            return self
+        import socket
+
+        from vdit.errors import ConfigError
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise ConfigError(f"run folder {self.path.parent} is in use by {holder}; wait for that run to end "
+                              "(or stop it) before resuming, or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"vdit train pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+
+# ---------------------------------------------------------------------------------------------------
 # JSON encoding of the few non-JSON types in torch state dicts (Counter milestones, tuples)
 
 
@@ -122,7 +167,14 @@ def from_json(obj: Any) -> Any:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=1))
+    """Strict JSON; a non-finite number is refused (a checkpoint must restore exactly what was saved)."""
+    from vdit.data.common import dumps_json
+
+    try:
+        text = dumps_json(data, nonfinite="error", indent=1)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: cannot be written: {exc}") from None
+    path.write_text(text)
 
 
 def _read_json(path: Path) -> Any:
@@ -238,8 +290,10 @@ def restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any], device: 
 def _rng_payload(device: torch.device) -> tuple[bytes, bytes]:
     from safetensors.torch import save
 
+    from vdit.data.common import dumps_json
+
     tensors, meta = capture_rng(device)
-    return save({k: v.cpu().contiguous() for k, v in tensors.items()}), json.dumps(meta).encode()
+    return save({k: v.cpu().contiguous() for k, v in tensors.items()}), dumps_json(meta, nonfinite="error").encode()
 
 
 # ---------------------------------------------------------------------------------------------------

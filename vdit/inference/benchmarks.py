@@ -11,12 +11,17 @@ predictions in the official formats and score them with `vdit.evaluation`.
 | a2d/jhmdb | 5-frame window, head on the annotated frame, all queries (benchmarks_coco) | mAP + IoU          |
 | refcoco   | one image, all queries                                                | top-1 overall/mean IoU  |
 
-Every driver writes `<out_dir>/metrics.json` (the dict it returns) next to its predictions.
+Every driver writes `<out_dir>/metrics.json` (the dict it returns, strict JSON: a non-finite figure is
+`null`) next to its predictions, last: metrics.json present means the predictions beside it are complete.
+A run that fails removes the output folder when it created it (else it leaves no metrics.json).
+The model input's short side defaults to the size the model's config records (`input_short_side`: 64 for
+the miniature world's heads), else 360 (the official protocols).
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +32,7 @@ from torch import nn
 
 from vdit.data.transforms import EVAL_MAX_SIZE, EVAL_SHORT_SIDE
 from vdit.errors import ConfigError, EvaluationError
+from vdit.models.backbone.diffusion_backbone import MIN_SIDE
 
 BENCHMARKS = ("ytvos", "davis", "mevis", "a2d", "jhmdb", "refcoco")
 METRICS_FILE = "metrics.json"
@@ -51,13 +57,16 @@ class BenchmarkOptions:
     davis_root: the raw DAVIS folder scored against (default <data_root>/DAVIS).
     jhmdb_data_root: what the JHMDB metadata paths are relative to (default: the parent of data_root).
     refcoco_set: refcoco, refcoco+ or refcocog.
+    short_side: the model input's short side; None = the model config's `input_short_side`, else 360.
+    progress: called with one line per finished video / sample; step_progress (default: progress) with
+    the steps inside a video (windows, annotation sets), which a terminal may draw over each other.
     """
 
     data_root: str | Path
     out_dir: str | Path
     limit: int | None = None
     split: str | None = None
-    short_side: int = EVAL_SHORT_SIDE
+    short_side: int | None = None
     max_size: int | None = None
     threshold: float = DEFAULT_THRESHOLD
     device: str | None = None
@@ -66,6 +75,7 @@ class BenchmarkOptions:
     jhmdb_data_root: str | Path | None = None
     refcoco_set: str = "refcoco"
     progress: ProgressFn | None = None
+    step_progress: ProgressFn | None = None
 
     def __post_init__(self) -> None:
         self.data_root = Path(self.data_root).expanduser()
@@ -76,6 +86,10 @@ class BenchmarkOptions:
             raise ConfigError(f"threshold must be in (0, 1), got {self.threshold}")
         if self.max_size is not None and int(self.max_size) < 0:
             raise ConfigError(f"max_size must be >= 0 (0 = no cap), got {self.max_size}")
+        if self.short_side is not None and int(self.short_side) < MIN_SIDE:
+            raise ConfigError(f"short_side={self.short_side}: the model needs frames of at least {MIN_SIDE} pixels")
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise ConfigError(f"output folder {self.out_dir} is a file, not a folder")
         if not self.data_root.exists():
             raise EvaluationError(f"dataset folder not found: {self.data_root}")
         out = self.out_dir.resolve()
@@ -98,16 +112,32 @@ class BenchmarkOptions:
         if self.progress is not None:
             self.progress(message)
 
+    def step(self, message: str) -> None:
+        """Progress inside a video (a long video is minutes of work between two `note`s)."""
+        fn = self.step_progress or self.progress
+        if fn is not None:
+            fn(message)
+
+    def for_model(self, model: nn.Module) -> "BenchmarkOptions":
+        """These options with `short_side` resolved for `model` (its config's input size, else 360)."""
+        if self.short_side is not None:
+            return self
+        cfg = getattr(model, "cfg", None)
+        side = getattr(cfg, "input_short_side", None) or EVAL_SHORT_SIDE
+        return dataclasses.replace(self, short_side=int(side))
+
 
 def limited(items: Sequence[Any], limit: int | None) -> list[Any]:
     return list(items) if limit is None else list(items)[: int(limit)]
 
 
 def write_json(path: Path, payload: Any) -> Path:
-    """Write JSON atomically (temporary name, then rename)."""
+    """Write strict JSON (non-finite numbers as null) atomically (temporary name, then rename)."""
+    from vdit.data.common import dumps_json
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    tmp.write_text(dumps_json(payload, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
 
@@ -126,12 +156,23 @@ def run_benchmark(name: str, model: nn.Module, options: BenchmarkOptions) -> dic
     }
     if name not in drivers:
         raise ConfigError(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
-    options.out_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    metrics = {"benchmark": name, **drivers[name](model, options)}
-    metrics["limit"] = options.limit
-    metrics["elapsed_s"] = round(time.perf_counter() - start, 3)
-    write_json(options.out_dir / METRICS_FILE, metrics)
+    from vdit.cli.checks import first_missing
+
+    options = options.for_model(model)
+    created = first_missing(options.out_dir)
+    (options.out_dir / METRICS_FILE).unlink(missing_ok=True)  # an older one must not describe new predictions
+    try:
+        options.out_dir.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        metrics = {"benchmark": name, **drivers[name](model, options)}
+        metrics["limit"] = options.limit
+        metrics["short_side"] = options.short_side
+        metrics["elapsed_s"] = round(time.perf_counter() - start, 3)
+        write_json(options.out_dir / METRICS_FILE, metrics)
+    except BaseException:
+        if created is not None:  # nothing half-written stays behind in a folder this run made
+            shutil.rmtree(created, ignore_errors=True)
+        raise
     return metrics
 
 

@@ -1,8 +1,8 @@
 """Frame benchmark drivers (spec 6.3, 6.4): A2D-Sentences, JHMDB-Sentences and RefCOCO/+/g.
 
-A2D / JHMDB: a 5-frame window centred on the annotated frame (edge frames repeated), short side 360 and
-long side at most 640; the backbone sees the whole window, the head only the annotated frame
-(`valid_indices`), and every query goes through MSO. For each query the mask logits are cropped to the
+A2D / JHMDB: a 5-frame window centred on the annotated frame (edge frames repeated), short side 360 (or
+the model config's `input_short_side`) and long side at most 640; the backbone sees the whole window,
+the head only the annotated frame (`valid_indices`), and every query goes through MSO. For each query the mask logits are cropped to the
 unpadded size, bilinearly upsampled to the original size and thresholded (sigmoid > 0.5), encoded as COCO
 RLE with the query's score (sigmoid of its logit). The predictions are scored against the COCO-format
 ground truth: mask mAP (COCOeval, useCats=0) and the top-1 overall IoU / mean IoU / P@K.
@@ -122,6 +122,7 @@ def score_predictions(gt_path: Path, predictions: list[dict[str, Any]], opts: Be
 def run_a2d(model: nn.Module, opts: BenchmarkOptions) -> dict[str, Any]:
     from vdit.data.a2d import A2D_TEST_GT_JSON, A2DSentencesDataset
 
+    opts = opts.for_model(model)
     split = opts.split or A2D_SPLIT
     dataset = A2DSentencesDataset(opts.data_root, split, transform=eval_transform("a2d", opts), sampling="window")
     predictions = predict_dataset(model, dataset, opts)
@@ -131,6 +132,7 @@ def run_a2d(model: nn.Module, opts: BenchmarkOptions) -> dict[str, Any]:
 def run_jhmdb(model: nn.Module, opts: BenchmarkOptions) -> dict[str, Any]:
     from vdit.data.jhmdb import JHMDB_GT_JSON, JHMDBSentencesDataset
 
+    opts = opts.for_model(model)
     dataset = JHMDBSentencesDataset(opts.data_root, data_root=opts.jhmdb_data_root,
                                     transform=eval_transform("jhmdb", opts))
     predictions = predict_dataset(model, dataset, opts)
@@ -140,6 +142,7 @@ def run_jhmdb(model: nn.Module, opts: BenchmarkOptions) -> dict[str, Any]:
 def run_refcoco(model: nn.Module, opts: BenchmarkOptions) -> dict[str, Any]:
     from vdit.data.refcoco import RefCOCODataset, converted_json_path
 
+    opts = opts.for_model(model)
     split = opts.split or REFCOCO_SPLIT
     dataset = RefCOCODataset(opts.data_root, opts.refcoco_set, split, transform=eval_transform("refcoco", opts),
                              num_frames=1)

@@ -1,7 +1,8 @@
 """Video benchmark drivers (spec 6.1, 6.2): Ref-YouTube-VOS, MeViS and Ref-DAVIS17.
 
 Ref-YouTube-VOS (`run_ytvos`): every video of the split (the valid videos minus the test videos when
-meta_expressions/test exists) is one clip, resized to short side 360 (padded to 16 in the model); all its
+meta_expressions/test exists) is one clip, resized to short side 360 (or the size the model's config
+records, e.g. 64 for the miniature world's heads; padded to 16 in the model); all its
 expressions are segmented on shared visual features, each with the query of highest mean score; the mask
 logits are cropped, upsampled to the original size and thresholded (sigmoid > 0.5). Masks are written as
 `Annotations/<video>/<exp_id>/<frame>.png`, zipped into `submission.zip` and validated. When the split
@@ -38,7 +39,7 @@ from vdit.errors import DataError, EvaluationError
 from vdit.evaluation.jf import frame_jf
 from vdit.evaluation.ytvos_submission import SUBMISSION_DIR
 from vdit.inference.benchmarks import VIDEO_MAX_SIZE, BenchmarkOptions, limited, write_json
-from vdit.inference.predictor import VDITPredictor
+from vdit.inference.predictor import MODEL_SHORT_SIDE, VDITPredictor
 from vdit.inference.windows import DAVIS_WINDOW
 
 YTVOS_SPLIT = "valid"
@@ -68,7 +69,9 @@ def fresh_output_folder(folder: Path) -> Path:
 
 
 def make_predictor(model: nn.Module, opts: BenchmarkOptions, window: int | None) -> VDITPredictor:
-    return VDITPredictor(model=model, device=opts.device, window=window, short_side=opts.short_side,
+    """The predictor of the video protocols; `opts.short_side` None = the model config's input size."""
+    return VDITPredictor(model=model, device=opts.device, window=window,
+                         short_side=MODEL_SHORT_SIDE if opts.short_side is None else opts.short_side,
                          max_size=opts.input_max_size(VIDEO_MAX_SIZE), threshold=opts.threshold, amp=opts.amp)
 
 
@@ -131,6 +134,7 @@ def segment_video_expressions(model: nn.Module, opts: BenchmarkOptions, dataset:
     for n, vid in enumerate(videos, start=1):
         video = dataset.videos[vid]
         exps = groups[vid]
+        opts.step(f"[{n}/{len(videos)}] {vid}: segmenting {len(exps)} expression(s) on {len(video.frames)} frames")
         result = predictor.segment(read_video(split_dir, video), [normalize_text(e.text) for e in exps])
         for exp, seg in zip(exps, result):
             write_expression_masks(opts.out_dir, vid, exp.exp_id, video.frames, seg.masks)
@@ -268,6 +272,8 @@ def run_ref_davis(model: nn.Module, opts: BenchmarkOptions) -> dict[str, Any]:
                 labels = merge_object_probs(win.probs, opts.threshold)
                 for i, lab in enumerate(labels):
                     write_index_png(folder / f"{video.frames[win.start + i]}{MASK_EXT}", lab, palette)
+                opts.step(f"[{n}/{len(videos)}] {vid}: anno_{a} ({len(texts)} object(s)), frames "
+                          f"{win.end} of {len(video.frames)}")
         opts.note(f"[{n}/{len(videos)}] {vid}: {len(groups.get(vid, []))} expression(s), {len(video.frames)} frames")
     result = evaluate_ref_davis(davis_root, results_root, sequences=videos if opts.limit else None)
     write_json(opts.out_dir / DAVIS_SCORES_FILE, result.to_json_dict())

@@ -6,10 +6,12 @@ Output layout (DIR = the output directory):
     DIR/overlay.mp4                          the frames with each text's masks tinted in its colour
     DIR/summary.json                         texts, windows, chosen query per window, per-frame scores...
 
-Completeness: everything is first written into a fresh `DIR/.partial-XXXXXXXX` folder. Only after the
-last frame is written are the outputs moved into DIR, `summary.json` last (and any older summary.json
-removed first), so `summary.json` present in DIR means the masks and overlay beside it are complete
-and belong to it. A failure removes the partial folder and leaves DIR as it was.
+Completeness: everything is first written into a fresh `DIR/.partial-<pid>@<host>-XXXXXXXX` folder. Only
+after the last frame is written are the outputs moved into DIR, `summary.json` last (and any older
+summary.json removed first), so `summary.json` present in DIR means the masks and overlay beside it are
+complete and belong to it. A failure removes the partial folder and leaves DIR as it was (a DIR this run
+created is removed again). A partial folder left by a killed run (its process no longer running on this
+host) is removed by the next run into DIR. summary.json is strict JSON: a non-finite score is `null`.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import collections
 import json
 import os
 import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -38,17 +41,55 @@ SCORE_DIGITS = 6  # rounding of scores in summary.json
 
 
 def summary_json(summary: dict[str, Any]) -> str:
-    """JSON with one top-level key per line (per-frame lists stay on one line each)."""
-    items = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in summary.items()]
+    """Strict JSON (non-finite numbers as null) with one top-level key per line (per-frame lists stay on
+    one line each)."""
+    from vdit.data.common import dumps_json
+
+    items = [f"  {json.dumps(k)}: {dumps_json(v)}" for k, v in summary.items()]
     return "{\n" + ",\n".join(items) + "\n}\n"
 
 
+def _partial_prefix() -> str:
+    """Partial folders name their owner, so a later run can tell a killed run's leftovers from a live one."""
+    return f"{PARTIAL_PREFIX}{os.getpid()}@{socket.gethostname()}-"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists, owned by someone else
+    return True
+
+
+def remove_stale_partials(out: Path) -> list[Path]:
+    """Remove the partial folders in `out` whose process is gone (killed runs); returns them. Folders of
+    another host, or of a process still running here, are left alone; an unparsable name (an earlier
+    vdit version's `.partial-XXXXXXXX`) counts as stale."""
+    removed = []
+    host = socket.gethostname()
+    for path in out.glob(f"{PARTIAL_PREFIX}*"):
+        owner = path.name[len(PARTIAL_PREFIX):]
+        pid_text, at, rest = owner.partition("@")
+        if at and pid_text.isdigit():
+            if rest.rsplit("-", 1)[0] != host or _process_alive(int(pid_text)):
+                continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 def prepare_output(out_dir: str | Path) -> tuple[Path, Path]:
-    """Create DIR (if needed) and a fresh partial folder inside it; InputError when not writable."""
+    """Create DIR (if needed) and a fresh partial folder inside it, after removing a killed run's partial
+    folders; InputError when not writable."""
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        partial = Path(tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=out))
+        remove_stale_partials(out)
+        partial = Path(tempfile.mkdtemp(prefix=_partial_prefix(), dir=out))
     except OSError as exc:
         raise InputError(f"output directory {out} is not writable: {exc.strerror or exc}") from exc
     return out, partial
@@ -82,7 +123,10 @@ def segment_to_dir(predictor: VDITPredictor, source: FrameSource, texts: list[st
     """Run `predictor` over `source` and write masks, overlay and summary into `out_dir` (see the
     module docstring for the layout and the completeness guarantee). Returns the summary dict.
     `progress(window_result)` is called after each window; `extra` is merged into the summary."""
+    from vdit.cli.checks import first_missing
+
     texts = normalize_texts(texts)
+    created = first_missing(Path(out_dir))
     out, partial = prepare_output(out_dir)
     try:
         summary = _write_outputs(predictor, source, texts, partial, progress)
@@ -91,6 +135,8 @@ def segment_to_dir(predictor: VDITPredictor, source: FrameSource, texts: list[st
         commit_output(partial, out)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
+        if created is not None:  # this run made DIR: leave no empty folder behind
+            shutil.rmtree(created, ignore_errors=True)
         raise
     return summary
 

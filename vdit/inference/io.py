@@ -26,6 +26,10 @@ from vdit.data.video_io import (DEFAULT_FPS, FPS_MAX_DENOMINATOR, IMAGE_EXTENSIO
 from vdit.errors import DataError, InputError
 
 MASK_ON = 255  # foreground value of the written PNG masks (background 0)
+# Smallest frame side accepted. The model input is at least 64 px (MIN_SIDE) and a 16 px frame already
+# gets enlarged 4x to reach it; below that there is hardly anything to segment (a 1x1 "video" would
+# still give a confident mask), so such inputs are refused instead.
+MIN_FRAME_SIDE = 16
 
 
 @dataclass
@@ -70,13 +74,19 @@ def open_source(path: str | Path, fps: float | None = None, max_frames: int | No
     if path.is_dir():
         files = list_frame_files(path)
         size = _check_same_size(files, path)
-        return FrameSource(path, "frames", fps or DEFAULT_FPS, size, max_frames, files)
-    if not path.exists():
+        source = FrameSource(path, "frames", fps or DEFAULT_FPS, size, max_frames, files)
+    elif not path.exists():
         raise DataError(f"input not found: {path}")
-    if path.suffix.lower() in IMAGE_EXTENSIONS:
+    elif path.suffix.lower() in IMAGE_EXTENSIONS:
         img = read_image(path)
-        return FrameSource(path, "image", fps or DEFAULT_FPS, (img.height, img.width), max_frames, [path])
-    return _probe_video(path, fps, max_frames)
+        source = FrameSource(path, "image", fps or DEFAULT_FPS, (img.height, img.width), max_frames, [path])
+    else:
+        source = _probe_video(path, fps, max_frames)
+    h, w = source.size
+    if min(h, w) < MIN_FRAME_SIDE:
+        raise InputError(f"{path}: frames of {w}x{h} pixels are too small to segment "
+                         f"(at least {MIN_FRAME_SIDE} pixels per side)")
+    return source
 
 
 def _check_same_size(files: list[Path], folder: Path) -> tuple[int, int]:
@@ -100,6 +110,8 @@ def _check_same_size(files: list[Path], folder: Path) -> tuple[int, int]:
 def _probe_video(path: Path, fps: float | None, max_frames: int | None) -> FrameSource:
     import av
 
+    if path.stat().st_size == 0:
+        raise DataError(f"video {path} is empty (0 bytes)")
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:

@@ -105,6 +105,36 @@ def check_builtin_weights() -> Path:
     return BUILTIN_WEIGHTS_DIR
 
 
+def builtin_domain_note(texts: Sequence[str], size: tuple[int, int]) -> str | None:
+    """One line telling that the built-in model is being used outside its world, or None.
+
+    The built-in head was trained on the miniature world only (docs/miniature.md): 64x64 generated clips
+    of coloured shapes, described with the generator's vocabulary. On anything else it still answers
+    with confident masks, which mean nothing; the user should hear that once, with the way out."""
+    import re
+    import string
+
+    from vdit.config import MINI_FRAME_SIZE
+    from vdit.mini.data import vocabulary
+
+    known = set(vocabulary()) | set(string.punctuation)
+    # words (letter runs) and single symbols such as emoji; digits and punctuation are not judged
+    tokens = {w for t in texts for w in re.findall(r"[^\W\d_]+|[^\w\s]", t.lower())}
+    unknown = sorted(tokens - known)
+    reasons = []
+    if unknown:
+        shown = ", ".join(repr(w) for w in unknown[:3]) + (" ..." if len(unknown) > 3 else "")
+        reasons.append(f"{shown} {'is' if len(unknown) == 1 else 'are'} outside its vocabulary")
+    h, w = size
+    if (h, w) != (MINI_FRAME_SIZE, MINI_FRAME_SIZE):
+        reasons.append(f"the frames are {w}x{h}, not {MINI_FRAME_SIZE}x{MINI_FRAME_SIZE}")
+    if not reasons:
+        return None
+    return ("note: the built-in model knows only the miniature world (generated 64x64 clips of coloured shapes, "
+            f"texts like 'the small red circle moving left'), and {' and '.join(reasons)}: its masks here are "
+            "guesses; for real videos convert the released weights with `vdit convert-official` and pass --weights")
+
+
 # ---------------------------------------------------------------------------------------------- results
 
 

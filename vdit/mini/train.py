@@ -182,6 +182,10 @@ def evaluate_mini(model: torch.nn.Module | str | Path | None, data_root: str | P
     and `<out_dir>/mini_scores.json`; returns {split: {"J&F", "J", "F", "n_expressions", "by_kind"}}."""
     from vdit.inference.benchmarks import BenchmarkOptions, run_benchmark, write_json
 
+    if isinstance(model, (str, Path)):  # before the benchmark is generated (~30 s) and never via the Hub
+        from vdit.cli.checks import check_weights_dir
+
+        check_weights_dir(model)
     data_root = ensure_mini_benchmark(data_root)
     if not isinstance(model, torch.nn.Module):
         model = load_head(model, device)

@@ -373,6 +373,7 @@ def apply_overrides(cfg: Any, overrides: list[str]) -> Any:
 AMP_MODES = ("none", "bf16", "fp16")
 LR_SCALING_MODES = ("none", "linear")  # "linear": lr x global_batch / lr_reference_batch
 DEVICES = ("auto", "cpu", "cuda")
+COMPILE_MODES = ("none", "head")  # train.compile: "head" = torch.compile of the head, matcher and loss
 TRAIN_DATASETS = ("ytvos", "a2d", "refcoco", "synthetic")
 
 
@@ -411,6 +412,11 @@ class TrainConfig:
     init_exclude: tuple[str, ...] = ()  # parameter-name prefixes not loaded from init_from
     device: str = "auto"
     find_unused_parameters: bool = False  # DDP option, for variants with unused trainable modules
+    # Speed levers (issue 17, docs/training.md "Speed"): sentences whose frozen text-encoder outputs are
+    # kept (LRU; 0 = off; never used with dropout on or a trained encoder); opt-in torch.compile.
+    text_cache: int = 16384
+    compile: str = "none"
+    compile_backend: str = "inductor"
 
     def validate(self) -> "TrainConfig":
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "num_frames": self.num_frames,
@@ -420,7 +426,7 @@ class TrainConfig:
         for name, value in positive.items():
             if int(value) < 1:
                 raise ConfigError(f"train.{name}={value}: must be >= 1")
-        for name in ("num_workers", "ckpt_every", "keep_checkpoints", "max_steps"):
+        for name in ("num_workers", "ckpt_every", "keep_checkpoints", "max_steps", "text_cache"):
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"train.{name}={getattr(self, name)}: must be >= 0")
         for name in ("lr", "lr_text_encoder", "weight_decay", "clip_max_norm", "gamma"):
@@ -434,6 +440,8 @@ class TrainConfig:
             raise ConfigError(f"train.lr_scaling={self.lr_scaling!r}: expected one of {LR_SCALING_MODES}")
         if self.device not in DEVICES:
             raise ConfigError(f"train.device={self.device!r}: expected one of {DEVICES}")
+        if self.compile not in COMPILE_MODES:
+            raise ConfigError(f"train.compile={self.compile!r}: expected one of {COMPILE_MODES}")
         return self
 
 

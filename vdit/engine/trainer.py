@@ -24,6 +24,7 @@ import inspect
 import math
 import os
 import random
+import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -35,10 +36,11 @@ import torch
 from torch import nn
 
 from vdit.config import RunConfig, save_yaml
+from vdit.data.types import ClipBatch
 from vdit.engine import distributed as du
 from vdit.engine.checkpoint import (
-    CHECKPOINTS_DIR, FINAL_DIR, LATEST, Checkpoint, TrainState, load_init_weights, load_model_weights,
-    load_optimizer, load_rng, save_checkpoint,
+    CHECKPOINTS_DIR, FINAL_DIR, LATEST, LOCK_FILE, Checkpoint, RunLock, TrainState, load_init_weights,
+    load_model_weights, load_optimizer, load_rng, save_checkpoint,
 )
 from vdit.engine.datasets import build_train_dataset, ensure_synthetic, set_epoch
 from vdit.engine.metrics import UNSCALED_SUFFIX, RunLogger, loss_log_values
@@ -46,6 +48,7 @@ from vdit.engine.optim import (
     TEXT_ENCODER_PREFIX, build_optimizer, build_scheduler, group_lrs, lr_scale, set_text_encoder_trainable,
 )
 from vdit.engine.sampler import EpochBatchSampler
+from vdit.models.text_cache import TextFeatureCache
 from vdit.errors import ConfigError, VditError
 
 RUN_CONFIG_FILE = "config.yaml"
@@ -56,6 +59,12 @@ MAIN_LAYER_TERMS = ("loss_ce", "loss_bbox", "loss_giou", "loss_mask", "loss_dice
 # TensorBoard gets the total and the last decoder layer's terms, weighted (official log names) and raw
 # (`_unscaled`); metrics.jsonl gets every layer's (see vdit.engine.metrics.loss_log_values).
 TB_MAIN_TERMS = ("loss", *MAIN_LAYER_TERMS, *(k + UNSCALED_SUFFIX for k in MAIN_LAYER_TERMS))
+
+
+# The head's modules `train.compile=head` compiles in place (with the matcher and the loss): the trainable
+# DETR-style part after the backbone levels (spec 3), many small kernels per step.
+HEAD_MODULES = ("text_proj", "queries", "input_proj", "transformer", "class_embed", "bbox_embed", "mask_head",
+                "mask_refine")
 
 
 class NonFiniteLossError(VditError):
@@ -77,6 +86,44 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def frozen_weights_dtype(amp: str) -> torch.dtype | None:
+    """The dtype of the frozen foundation weights for `train.amp` (None: as stored, fp32). bf16 autocast
+    gets bf16 frozen weights: at full size 13.3 instead of 22.9 GB per step, and the frozen modules then
+    run natively (`DiffusionBackbone._native`). fp16 autocast keeps fp32 frozen weights (an fp16 UNet,
+    which gradients flow through, risks overflow). bench/fullscale.py builds its rows the same way."""
+    return torch.bfloat16 if amp == "bf16" else None
+
+
+def compile_head(model: nn.Module, criterion: nn.Module, **compile_kwargs: Any) -> int:
+    """`torch.compile` in place (`nn.Module.compile`: names and state dicts unchanged) the head's modules
+    (HEAD_MODULES, each entry of a ModuleList on its own), the matcher and the criterion; returns how
+    many modules. The backbone is left as is (`DiffusionBackbone.compile_unet` is its own lever)."""
+    modules: list[nn.Module] = []
+    for name in HEAD_MODULES:
+        module = getattr(model, name)
+        modules.extend(module if isinstance(module, nn.ModuleList) else [module])
+    modules += [model.matcher, criterion]
+    for module in modules:
+        module.compile(**compile_kwargs)
+    return len(modules)
+
+
+def check_targets_on_host(batch: Any) -> None:
+    """The value checks the matcher and the criterion skip in training (`check_values=False`), done on
+    the host copy of the batch, where they cost no device sync: every clip has a valid frame among the
+    frames the head runs on (all, or `valid_indices`), and the target boxes are valid (xyxy-ordered once
+    converted). Raises InputError as the matcher / criterion would."""
+    from vdit.losses.targets import align_targets, require_valid_frame_per_clip
+    from vdit.models.ops.box_ops import box_cxcywh_to_xyxy, paired_generalized_box_iou
+
+    indices = getattr(batch, "valid_indices", None)
+    frames = len(indices[0]) if indices else batch.valid.shape[1]
+    targets = align_targets(batch, frames)
+    require_valid_frame_per_clip(targets.valid)
+    xyxy = box_cxcywh_to_xyxy(targets.boxes)
+    paired_generalized_box_iou(xyxy, xyxy)
+
+
 def _loss_weights(cfg: RunConfig) -> dict[str, float]:
     lo = cfg.model.loss
     return {"loss_ce": lo.cls, "loss_bbox": lo.bbox, "loss_giou": lo.giou, "loss_mask": lo.mask,
@@ -94,8 +141,13 @@ def build_criterion(cfg: RunConfig, model: nn.Module) -> nn.Module:
                         num_aux_layers=num_aux, matcher=getattr(model, "matcher", None))
 
 
-def prepare_run_dir(run_dir: Path, resuming: bool) -> None:
-    """Create the run folder and check that it is writable and not an earlier run's (without --resume)."""
+def prepare_run_dir(run_dir: Path, resuming: bool) -> tuple[Path | None, bool, RunLock]:
+    """Create the run folder, lock it against a second process (`RunLock`), and check that it is writable
+    and not an earlier run's (without --resume). Returns (the topmost folder created here or None, whether
+    the folder was empty before, the held lock): what a run that fails to start must remove again."""
+    from vdit.cli.checks import first_missing
+
+    created = first_missing(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / f".write-test-{os.getpid()}"
@@ -103,9 +155,32 @@ def prepare_run_dir(run_dir: Path, resuming: bool) -> None:
         probe.unlink()
     except OSError as exc:
         raise ConfigError(f"output directory {run_dir} is not writable ({exc.strerror or exc})") from None
+    lock = RunLock(run_dir).acquire()
     if not resuming and (run_dir / CHECKPOINTS_DIR / LATEST).is_file():
+        lock.release()
         raise ConfigError(f"{run_dir} already holds a run with checkpoints; pass --resume to continue it "
                           "or choose another --out")
+    was_empty = not any(p.name != LOCK_FILE for p in run_dir.iterdir())
+    return created, was_empty, lock
+
+
+def _abandon_run_dir(run_dir: Path, claim: tuple[Path | None, bool, RunLock] | None) -> None:
+    """A run that failed before training: remove what it wrote (config.yaml, logs) when the folder was
+    new or empty, so a typo leaves nothing behind; then drop the lock."""
+    if claim is None:  # not rank 0
+        return
+    created, was_empty, lock = claim
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)
+    elif was_empty:
+        for entry in run_dir.iterdir():
+            if entry.name == LOCK_FILE:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+    lock.release()
 
 
 def _on_main(dist_info: du.DistInfo, fn: Callable[[], Any]) -> Any:
@@ -143,25 +218,25 @@ class Trainer:
             raise ConfigError("this recipe starts from pre-trained weights: pass --init-from DIR "
                               "(e.g. the final/ folder of a pretrain_refcoco run) or set train.init_from")
 
-        _on_main(self.dist, lambda: prepare_run_dir(self.run_dir, resume is not None))
+        # Data first: a wrong root or a malformed dataset file fails fast, before the run folder exists
+        # and before the foundation models are loaded.
+        wrote = cfg.data.name == "synthetic" and _on_main(self.dist, lambda: ensure_synthetic(cfg.data))
+        self.dataset = build_train_dataset(cfg.data, self.tc.num_frames, self.tc.seed)
+        self.sampler = EpochBatchSampler(len(self.dataset), self.tc.batch_size, self.dist.world_size,
+                                         self.dist.rank, self.tc.seed, self.tc.grad_accum)
+
+        self._claim = _on_main(self.dist, lambda: prepare_run_dir(self.run_dir, resume is not None))
         self.log = RunLogger(self.run_dir, enabled=self.dist.is_main)
         try:
             _on_main(self.dist, lambda: save_yaml(cfg, self.run_dir / RUN_CONFIG_FILE))
-            if cfg.data.name == "synthetic":
-                wrote = _on_main(self.dist, lambda: ensure_synthetic(cfg.data))
-                if wrote:
-                    self.log.info(f"wrote a synthetic benchmark ({cfg.data.synthetic_videos} videos) "
-                                  f"to {cfg.data.root}")
-
-            # Data first: a wrong root fails fast, before the foundation models are loaded.
-            self.dataset = build_train_dataset(cfg.data, self.tc.num_frames, self.tc.seed)
-            self.sampler = EpochBatchSampler(len(self.dataset), self.tc.batch_size, self.dist.world_size,
-                                             self.dist.rank, self.tc.seed, self.tc.grad_accum)
+            if wrote:
+                self.log.info(f"wrote a synthetic benchmark ({cfg.data.synthetic_videos} videos) to {cfg.data.root}")
             seed_everything(self.tc.seed)
             self.model = self._build_model()
             self.criterion = build_criterion(cfg, self.model)
+            self._set_up_speed_levers()
             self.scale = lr_scale(self.tc, self.dist.world_size)
-            self.optimizer = build_optimizer(self.model, self.tc, self.scale)
+            self.optimizer = build_optimizer(self.model, self.tc, self.scale, self.device)
             self.scheduler = build_scheduler(self.optimizer, self.tc)
             self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.tc.amp == "fp16")
             self.trainable = [p for p in self.model.parameters() if p.requires_grad]
@@ -175,6 +250,7 @@ class Trainer:
             self.ddp_model = self._wrap(self.model)
         except BaseException:
             self.log.close()
+            _abandon_run_dir(self.run_dir, self._claim)
             raise
         self.last_checkpoint: Path | None = resume.path if resume is not None else None
 
@@ -183,8 +259,9 @@ class Trainer:
     def _build_model(self) -> nn.Module:
         from vdit.models.vdit import VDIT
 
-        model = VDIT.from_config(self.cfg.model)
+        model = VDIT.from_config(self.cfg.model, torch_dtype=frozen_weights_dtype(self.tc.amp))
         if self.tc.train_text_encoder:
+            model.text_encoder.text_backbone.float()  # trained weights (and their AdamW moments) stay fp32
             set_text_encoder_trainable(model, True)
         if self.tc.init_from and self.resume is None:
             info = load_init_weights(model, self.tc.init_from, tuple(self.tc.init_exclude))
@@ -193,6 +270,29 @@ class Trainer:
         model.to(self.device)
         model.train()
         return model
+
+    def _set_up_speed_levers(self) -> None:
+        """Issue 17 (docs/training.md "Speed"): per-sentence caches of the frozen text encoders; the value
+        checks of the matcher and the loss moved to the host (`check_targets_on_host`); opt-in compile."""
+        model, tc = self.model, self.tc
+        notes = [f"frozen weights {str(frozen_weights_dtype(tc.amp) or torch.float32).replace('torch.', '')}"]
+        dropout = self.cfg.model.backbone.official_frozen_dropout
+        if tc.text_cache > 0 and not dropout:
+            # On CUDA the entries wait in host memory: no device memory; copied back without a sync.
+            storage = "cpu" if self.device.type == "cuda" else None
+            model.backbone.prompt_cache = TextFeatureCache(tc.text_cache, storage)
+            if not tc.train_text_encoder:
+                model.text_encoder.feature_cache = TextFeatureCache(tc.text_cache, storage)
+            notes.append(f"text cache {tc.text_cache} sentences (T2V text tower"
+                         f"{'' if tc.train_text_encoder else ' and RoBERTa'})")
+        elif tc.text_cache > 0:
+            notes.append("text cache off (backbone.official_frozen_dropout: the encoders run with dropout)")
+        model.matcher.check_values = False
+        self.criterion.check_values = False
+        if tc.compile == "head":
+            n = compile_head(model, self.criterion, backend=tc.compile_backend)
+            notes.append(f"torch.compile of {n} head/loss modules ({tc.compile_backend})")
+        self.log.info("speed levers: " + "; ".join(notes))
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         if not self.dist.distributed:
@@ -245,7 +345,18 @@ class Trainer:
         self.sampler.set_epoch(epoch, start)
         generator = torch.Generator().manual_seed(self.tc.seed + epoch)
         return DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=self.tc.num_workers,
-                          collate_fn=_collate, generator=generator, persistent_workers=False)
+                          collate_fn=_collate, generator=generator, persistent_workers=False,
+                          pin_memory=self.device.type == "cuda")
+
+    def _to_device(self, batch: Any) -> Any:
+        """Check the targets on the host, then upload the batch: from pinned memory (the loader pins it on
+        CUDA) the copies are asynchronous, otherwise each blocks until the device is idle."""
+        check_targets_on_host(batch)
+        if self.device.type != "cuda":
+            return batch.to(self.device)
+        moved = {k: v.to(self.device, non_blocking=v.is_pinned()) if isinstance(v, torch.Tensor) else v
+                 for k, v in batch.__dict__.items()}
+        return type(batch)(**moved)
 
     def _micro_step(self, batch: Any, sync: bool) -> tuple[dict[str, float] | None, list[str]]:
         """Forward + backward of one micro-batch. Returns (loss values to log, []) or (None, non-finite terms).
@@ -254,7 +365,7 @@ class Trainer:
         the values to log hold both, named as the official engine logs them (`loss_log_values`).
         Non-finite terms are named by the criterion's keys.
         """
-        batch = batch.to(self.device)
+        batch = self._to_device(batch)
         no_sync = getattr(self.ddp_model, "no_sync", None)
         ctx = no_sync() if (no_sync is not None and not sync) else contextlib.nullcontext()
         with ctx:
@@ -263,12 +374,17 @@ class Trainer:
                                      targets=batch)
                 losses = self.criterion(out, out["targets"])
             loss = losses["loss"]
-            local_bad = not bool(torch.isfinite(loss.detach()).item())
-            if du.any_rank(local_bad, self.device):
-                bad_terms = sorted(k for k, v in losses.items() if not bool(torch.isfinite(v.detach()).all()))
+            # The micro-step's one device->host transfer: every term at once, for the finiteness check
+            # and the logs (one read per term would wait on the device 29 times).
+            names = list(losses)
+            values = torch.stack([losses[k].detach().float() for k in names]).cpu()
+            finite = torch.isfinite(values).tolist()
+            local_bad = not finite[names.index("loss")]
+            if du.any_rank(local_bad, self.device) if self.dist.distributed else local_bad:
+                bad_terms = sorted(k for k, ok in zip(names, finite) if not ok)
                 return None, bad_terms or ["(another rank)"]
             self.scaler.scale(loss / self.tc.grad_accum).backward()
-        return loss_log_values({k: float(v.detach()) for k, v in losses.items()}, self.criterion.weight_dict), []
+        return loss_log_values(dict(zip(names, values.tolist())), self.criterion.weight_dict), []
 
     def _optimizer_step(self) -> float:
         """Unscale, clip, step. Returns the gradient norm before clipping (may be non-finite)."""
@@ -421,9 +537,21 @@ class Trainer:
             return TrainResult(self.run_dir, st, final_dir, self.last_checkpoint)
         finally:
             self.log.close()
+            if self._claim is not None:
+                self._claim[2].release()
 
 
 def _collate(samples):
     from vdit.data.types import collate_clips
 
-    return collate_clips(samples, size_divisibility=SIZE_DIVISIBILITY)
+    batch = collate_clips(samples, size_divisibility=SIZE_DIVISIBILITY)
+    return PinnableBatch(**batch.__dict__)
+
+
+class PinnableBatch(ClipBatch):
+    """A ClipBatch the DataLoader can pin (its pin_memory thread calls `pin_memory()` on batches that have
+    one), so that the upload to CUDA is asynchronous. Module-level: loader workers pickle it."""
+
+    def pin_memory(self) -> "PinnableBatch":
+        return PinnableBatch(**{k: v.pin_memory() if isinstance(v, torch.Tensor) else v
+                                for k, v in self.__dict__.items()})

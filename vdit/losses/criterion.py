@@ -12,7 +12,8 @@ layer's output dict arrives with its `matched_query`. Per layer:
     loss_dice_low  dice on M_o, same targets
 
 Each is summed over the batch and divided by `num_boxes` (the number of valid frames, averaged over
-DDP ranks). Auxiliary layers use the suffixes _0, _1, _2.
+DDP ranks; a 0-dim tensor on the device, so the loss never waits on the host). Auxiliary layers use the
+suffixes _0, _1, _2.
 
 As the official criterion (DETR / ReferFormer / SgMg / VD-IT lineage), `SetCriterion.forward` returns
 the terms UNWEIGHTED under the official names; the weights live in `criterion.weight_dict`. It also
@@ -30,9 +31,9 @@ from torch import nn
 from vdit.errors import ConfigError, InputError
 from vdit.losses.dice import dice_loss
 from vdit.losses.focal import FOCAL_ALPHA, FOCAL_GAMMA, check_focal_params, sigmoid_focal_loss
-from vdit.losses.matcher import VideoHungarianMatcher
+from vdit.losses.matcher import VideoHungarianMatcher, paired_giou
 from vdit.losses.targets import ClipTargets, align_targets, low_res_targets
-from vdit.models.ops.box_ops import box_cxcywh_to_xyxy, paired_generalized_box_iou
+from vdit.models.ops.box_ops import box_cxcywh_to_xyxy
 
 LOSS_CE_WEIGHT = 2.0
 LOSS_BBOX_WEIGHT = 5.0
@@ -57,18 +58,19 @@ NUM_AUX_LAYERS = 3
 """Decoder layers 0-2 are auxiliary; the last (4th) layer gives the main outputs."""
 
 
-def num_valid_frames(valid: torch.Tensor) -> float:
+def num_valid_frames(valid: torch.Tensor) -> torch.Tensor:
     """The loss normaliser `num_boxes` (spec 4.2): valid frames in the batch, averaged over DDP ranks.
 
     Sums `valid` [B, T], all-reduces the count when torch.distributed is initialised, divides by the
-    world size and clamps to >= 1. Every rank must call it (it is a collective under DDP).
+    world size and clamps to >= 1. Every rank must call it (it is a collective under DDP). Returned as a
+    0-dim float32 tensor on `valid`'s device: the count is never read on the host (issue 17).
     """
-    count = torch.as_tensor([float(valid.sum())], dtype=torch.float32, device=valid.device)
+    count = valid.sum().to(torch.float32).reshape(1)
     world_size = 1
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.all_reduce(count)
         world_size = torch.distributed.get_world_size()
-    return max(float(count.item()) / world_size, 1.0)
+    return (count[0] / world_size).clamp(min=1.0)
 
 
 def weighted_total(terms: Mapping[str, torch.Tensor], weight_dict: Mapping[str, float]) -> torch.Tensor:
@@ -87,7 +89,7 @@ def loss_labels(
     pred_logits: torch.Tensor,
     matched_query: torch.Tensor,
     valid: torch.Tensor,
-    num_boxes: float,
+    num_boxes: float | torch.Tensor,
     alpha: float = FOCAL_ALPHA,
     gamma: float = FOCAL_GAMMA,
 ) -> torch.Tensor:
@@ -105,20 +107,22 @@ def loss_labels(
 
 
 def loss_boxes(
-    pred_boxes: torch.Tensor, matched_query: torch.Tensor, target_boxes: torch.Tensor, num_boxes: float
+    pred_boxes: torch.Tensor, matched_query: torch.Tensor, target_boxes: torch.Tensor,
+    num_boxes: float | torch.Tensor, check: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(L1, 1 - GIoU) of the matched query's boxes [B,T,4] against the targets over all T frames."""
+    """(L1, 1 - GIoU) of the matched query's boxes [B,T,4] against the targets over all T frames.
+    `check=False` skips the xyxy-order check of the boxes (a host sync on an accelerator)."""
     src = _matched(pred_boxes, matched_query).float()  # [B,T,4]
     tgt = target_boxes.to(src)
     l1 = (src - tgt).abs().sum() / num_boxes
-    giou = paired_generalized_box_iou(box_cxcywh_to_xyxy(src), box_cxcywh_to_xyxy(tgt))
+    giou = paired_giou(box_cxcywh_to_xyxy(src), box_cxcywh_to_xyxy(tgt), check)
     return l1, (1 - giou).sum() / num_boxes
 
 
 def loss_masks(
     pred_masks: torch.Tensor,
     target_masks: torch.Tensor,
-    num_boxes: float,
+    num_boxes: float | torch.Tensor,
     alpha: float = FOCAL_ALPHA,
     gamma: float = FOCAL_GAMMA,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,6 +145,10 @@ class SetCriterion(nn.Module):
     a term left out is not computed. The expanded dict (with _0.._{n-1} suffixes for the auxiliary
     layers) is `self.weight_dict`, keyed like the terms `forward` returns. `self.matcher` is the
     matcher the model should call.
+
+    `check_values=False` skips the checks that read tensor values (the batch has a valid frame, the
+    matched queries are in range, boxes are xyxy-ordered), each a host sync on an accelerator: for
+    callers that checked the targets on the host and feed the model's own outputs (the trainer).
     """
 
     def __init__(
@@ -150,6 +158,7 @@ class SetCriterion(nn.Module):
         focal_gamma: float = FOCAL_GAMMA,
         num_aux_layers: int = NUM_AUX_LAYERS,
         matcher: VideoHungarianMatcher | None = None,
+        check_values: bool = True,
     ) -> None:
         super().__init__()
         layer_weights = dict(DEFAULT_LAYER_WEIGHTS if weight_dict is None else weight_dict)
@@ -165,6 +174,7 @@ class SetCriterion(nn.Module):
         self.num_aux_layers = int(num_aux_layers)
         self.focal_alpha = float(focal_alpha)
         self.focal_gamma = float(focal_gamma)
+        self.check_values = bool(check_values)
         self.weight_dict = dict(self.layer_weights)
         for i in range(self.num_aux_layers):
             self.weight_dict.update({f"{k}_{i}": v for k, v in self.layer_weights.items()})
@@ -177,7 +187,7 @@ class SetCriterion(nn.Module):
         'loss' = sum_k self.weight_dict[k] * term_k, the weighted total to back-propagate."""
         layers = [("", outputs)] + [(f"_{i}", aux) for i, aux in enumerate(self._aux_outputs(outputs))]
         targets = align_targets(batch, int(_require(outputs, "pred_logits").shape[1]))
-        if not bool(targets.valid.any()):
+        if self.check_values and not bool(targets.valid.any()):
             raise InputError("the batch has no valid frame: nothing to supervise (datasets resample such clips)")
         num_boxes = num_valid_frames(targets.valid)
         losses: dict[str, torch.Tensor] = {}
@@ -188,11 +198,12 @@ class SetCriterion(nn.Module):
         return losses
 
     def layer_losses(
-        self, layer: Mapping[str, Any], targets: ClipTargets, num_boxes: float, name: str = "outputs"
+        self, layer: Mapping[str, Any], targets: ClipTargets, num_boxes: float | torch.Tensor,
+        name: str = "outputs",
     ) -> dict[str, torch.Tensor]:
         """Unweighted terms of one decoder layer (only those in self.layer_weights)."""
         wanted = self.layer_weights
-        num_frames = _check_layer(layer, name)
+        num_frames = _check_layer(layer, name, self.check_values)
         if num_frames != targets.valid.shape[1]:
             raise InputError(f"{name} has {num_frames} frame(s), the targets {targets.valid.shape[1]}")
         matched = layer["matched_query"]
@@ -202,7 +213,8 @@ class SetCriterion(nn.Module):
                 layer["pred_logits"], matched, targets.valid, num_boxes, self.focal_alpha, self.focal_gamma
             )
         if "loss_bbox" in wanted or "loss_giou" in wanted:
-            l1, giou = loss_boxes(_require(layer, "pred_boxes", name), matched, targets.boxes, num_boxes)
+            l1, giou = loss_boxes(_require(layer, "pred_boxes", name), matched, targets.boxes, num_boxes,
+                                  self.check_values)
             out.update({k: v for k, v in (("loss_bbox", l1), ("loss_giou", giou)) if k in wanted})
         if "loss_mask" in wanted or "loss_dice" in wanted:
             pred = _require(layer, "pred_masks", name)
@@ -241,8 +253,9 @@ def _require(layer: Mapping[str, Any], key: str, name: str = "outputs") -> torch
     return layer[key]
 
 
-def _check_layer(layer: Mapping[str, Any], name: str) -> int:
-    """Validate pred_logits / matched_query of one layer's outputs; return its number of frames."""
+def _check_layer(layer: Mapping[str, Any], name: str, check_values: bool = True) -> int:
+    """Validate pred_logits / matched_query of one layer's outputs; return its number of frames.
+    `check_values=False`: shapes and dtypes only (no value read)."""
     logits = _require(layer, "pred_logits", name)
     if logits.dim() != 4 or logits.shape[-1] != 1:
         raise InputError(f"{name}['pred_logits'] must be [B, T, Q, 1], got {tuple(logits.shape)}")
@@ -251,18 +264,18 @@ def _check_layer(layer: Mapping[str, Any], name: str) -> int:
         raise InputError(
             f"{name}['pred_boxes'] must be [B, T, Q, 4] = {(*logits.shape[:3], 4)}, got {tuple(boxes.shape)}"
         )
-    _matched_query(layer, name)
+    _matched_query(layer, name, check_values)
     return int(logits.shape[1])
 
 
-def _matched_query(layer: Mapping[str, Any], name: str = "outputs") -> torch.Tensor:
+def _matched_query(layer: Mapping[str, Any], name: str = "outputs", check_values: bool = True) -> torch.Tensor:
     matched = _require(layer, "matched_query", name)
     b, _, q, _ = layer["pred_logits"].shape
     if matched.shape != (b,) or matched.dtype != torch.long:
         raise InputError(
             f"{name}['matched_query'] must be a LongTensor [B] = [{b}], got {matched.dtype} {tuple(matched.shape)}"
         )
-    if bool(((matched < 0) | (matched >= q)).any()):
+    if check_values and bool(((matched < 0) | (matched >= q)).any()):
         raise InputError(f"{name}['matched_query'] = {matched.tolist()} is out of range for {q} queries")
     return matched
 

@@ -1,25 +1,30 @@
 """Video-level Hungarian matcher: which of the Q queries is the referred object in each clip (spec 4.3).
 
 Each clip has exactly one target (the referred object over its T frames), so the cost is a [Q, 1]
-matrix per clip. Hungarian assignment (scipy's linear_sum_assignment, decisions.md) then picks the
-query of minimum cost, the same result as the official code's argmin. Several objects per clip are
-not supported: the data contract (ClipBatch) carries one object per clip.
+matrix per clip, and its Hungarian assignment is the query of minimum cost: the official code's argmin
+(spec 4.3). It runs on the device (`assign_single_target`: first minimum, non-finite costs last, i.e.
+exactly what scipy's linear_sum_assignment returns for a [Q, 1] matrix; tested against it), so matching
+never waits on the host (issue 17). Several objects per clip are not supported: the data contract
+(ClipBatch) carries one object per clip.
 
 Matching uses the low-resolution masks M_o (the final masks M exist only for the matched query).
+
+Value checks: the clip's valid frames and the boxes' xyxy order are checked by reading tensor values,
+a host sync on an accelerator. `check_values=False` skips them for callers that checked the targets on
+the host already (the trainer) and whose predicted boxes are valid by construction (sigmoid sizes).
 """
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from vdit.errors import ConfigError, InputError
 from vdit.losses.dice import dice_coefficient
 from vdit.losses.focal import FOCAL_ALPHA, FOCAL_GAMMA, check_focal_params, focal_class_cost, sigmoid_focal_loss
 from vdit.losses.targets import ClipTargets, align_targets, low_res_targets, require_valid_frame_per_clip
+from vdit.models.ops import box_ops
 from vdit.models.ops.box_ops import box_cxcywh_to_xyxy, paired_generalized_box_iou
 
 COST_CLASS = 2.0
@@ -44,6 +49,7 @@ class VideoHungarianMatcher(nn.Module):
         cost_dice: float = COST_DICE,
         focal_alpha: float = FOCAL_ALPHA,
         focal_gamma: float = FOCAL_GAMMA,
+        check_values: bool = True,
     ) -> None:
         super().__init__()
         weights = {"class": cost_class, "bbox": cost_bbox, "giou": cost_giou, "mask": cost_mask, "dice": cost_dice}
@@ -53,6 +59,7 @@ class VideoHungarianMatcher(nn.Module):
         self.cost_weights = {k: float(v) for k, v in weights.items()}
         self.focal_alpha = float(focal_alpha)
         self.focal_gamma = float(focal_gamma)
+        self.check_values = bool(check_values)
 
     @torch.no_grad()
     def forward(
@@ -67,9 +74,7 @@ class VideoHungarianMatcher(nn.Module):
         pred_logits [B,T,Q,1], pred_boxes [B,T,Q,4] cxcywh, pred_masks [B,T,Q,h,w] (M_o logits at
         stride 2 of the padded input); targets: a ClipBatch (masks, boxes, valid, valid_indices).
         """
-        cost = self.cost_matrix(pred_logits, pred_boxes, pred_masks, targets)
-        matched = [_assign_single_target(c) for c in cost.cpu().numpy()]
-        return torch.tensor(matched, dtype=torch.long, device=pred_logits.device)
+        return assign_single_target(self.cost_matrix(pred_logits, pred_boxes, pred_masks, targets))
 
     @torch.no_grad()
     def cost_matrix(
@@ -88,7 +93,8 @@ class VideoHungarianMatcher(nn.Module):
         tgt = align_targets(targets, pred_logits.shape[1])
         if tgt.masks.shape[0] != pred_logits.shape[0]:
             raise InputError(f"targets have {tgt.masks.shape[0]} clips, predictions {pred_logits.shape[0]}")
-        require_valid_frame_per_clip(tgt.valid)
+        if self.check_values:
+            require_valid_frame_per_clip(tgt.valid)
         box_cost, giou_cost = self._box_costs(pred_boxes.float(), tgt)
         mask_cost, dice_cost = self._mask_costs(pred_masks.float(), tgt)
         return {
@@ -111,7 +117,7 @@ class VideoHungarianMatcher(nn.Module):
         b, t, q, _ = boxes.shape
         tgt_boxes = tgt.boxes.to(boxes)[:, :, None, :]  # [B,T,1,4]
         l1 = torch.cdist(boxes.reshape(b * t, q, 4), tgt_boxes.reshape(b * t, 1, 4), p=1).reshape(b, t, q)
-        giou = paired_generalized_box_iou(box_cxcywh_to_xyxy(boxes), box_cxcywh_to_xyxy(tgt_boxes))  # [B,T,Q]
+        giou = paired_giou(box_cxcywh_to_xyxy(boxes), box_cxcywh_to_xyxy(tgt_boxes), self.check_values)  # [B,T,Q]
         return l1.mean(dim=1), -giou.mean(dim=1)
 
     def _mask_costs(self, masks: torch.Tensor, tgt: ClipTargets) -> tuple[torch.Tensor, torch.Tensor]:
@@ -126,15 +132,26 @@ class VideoHungarianMatcher(nn.Module):
         return torch.stack(focal), torch.stack(dice)
 
 
-def _assign_single_target(cost_q: np.ndarray) -> int:
-    """Hungarian assignment of the clip's one target over Q queries -> the matched query.
+def assign_single_target(cost: torch.Tensor) -> torch.Tensor:
+    """Hungarian assignment of each clip's one target over its Q queries: cost [B, Q] -> LongTensor [B]
+    (on cost's device, no host sync).
 
-    Non-finite costs (NaN/inf predictions) become the largest float so the assignment still
-    succeeds; the loss of such a step is then non-finite and the engine's check reports it.
+    For a [Q, 1] cost matrix the assignment is the query of minimum cost; among equal costs the first
+    (as scipy's linear_sum_assignment and torch.argmin). Non-finite costs (NaN/inf predictions) rank
+    after every finite one, so the assignment still succeeds; the loss of such a step is then
+    non-finite and the engine's check reports it.
     """
-    cost = np.where(np.isfinite(cost_q), cost_q, np.finfo(np.float64).max).astype(np.float64)
-    rows, _ = linear_sum_assignment(cost.reshape(-1, 1))
-    return int(rows[0])
+    finite = torch.where(torch.isfinite(cost), cost, torch.full_like(cost, float("inf")))
+    return finite.argmin(dim=1)
+
+
+def paired_giou(boxes1: torch.Tensor, boxes2: torch.Tensor, check: bool = True) -> torch.Tensor:
+    """Element-wise GIoU of xyxy boxes (`box_ops.paired_generalized_box_iou`); `check=False` skips its
+    xyxy-order check, which reads tensor values (a host sync on an accelerator). The formula is the same
+    function either way, so the values are bit-identical."""
+    if check:
+        return paired_generalized_box_iou(boxes1, boxes2)
+    return box_ops._giou(boxes1, boxes2)
 
 
 def _check_predictions(logits: torch.Tensor, boxes: torch.Tensor, masks: torch.Tensor) -> None:

@@ -28,6 +28,7 @@ from vdit.models.backbone.prompt import TextGuidedProjection
 from vdit.models.backbone.unet_features import unet_taps
 from vdit.models.foundation import Foundation
 from vdit.models import precision
+from vdit.models.text_cache import TextFeatureCache, autocast_key, usable
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -86,6 +87,9 @@ class DiffusionBackbone(nn.Module):
             for cin, hid, cout in zip(self.level_in_channels, cfg.level_hidden_channels, cfg.level_channels)
         )
         self._warned_truncation = False
+        # Per-sentence T2V text tokens of the frozen tower (None = off; the trainer sets one,
+        # `train.text_cache`; used only while the tower is in eval mode, see vdit.models.text_cache).
+        self.prompt_cache: TextFeatureCache | None = None
 
     # ------------------------------------------------------------------ frozen parts
 
@@ -106,7 +110,16 @@ class DiffusionBackbone(nn.Module):
 
     @torch.no_grad()
     def encode_prompt_text(self, texts: list[str]) -> torch.Tensor:
-        """T2V text encoder tokens [B, 77, D] (last hidden state after the final LayerNorm)."""
+        """T2V text encoder tokens [B, 77, D] (last hidden state after the final LayerNorm); from
+        `prompt_cache` when one is set and usable (each sentence encoded alone, then kept)."""
+        if usable(self.prompt_cache, self.t2v_text_encoder):
+            device = self.pixel_mean.device
+            entries = self.prompt_cache.get_or_compute(  # type: ignore[union-attr]
+                texts, lambda text: (self._encode_prompt_batch([text])[0],), device, (autocast_key(device.type),))
+            return torch.stack([e[0] for e in entries])
+        return self._encode_prompt_batch(texts)
+
+    def _encode_prompt_batch(self, texts: list[str]) -> torch.Tensor:
         tok = self.tokenizer
         max_len = int(tok.model_max_length)
         lengths = [len(ids) for ids in tok(texts, truncation=False)["input_ids"]]

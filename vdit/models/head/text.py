@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from vdit.errors import InputError
+from vdit.models.text_cache import TextFeatureCache, autocast_key, usable
 
 
 class FeatureResizer(nn.Module):
@@ -27,6 +28,9 @@ class TextEncoder(nn.Module):
 
     The official code pads to the longest sentence with no maximum; RoBERTa has a hard position limit, so
     longer texts are truncated to it, with one warning.
+
+    `feature_cache` (None by default; the trainer sets one, `train.text_cache`): per-sentence word
+    features of the frozen encoder, reused while it is frozen and in eval mode (vdit.models.text_cache).
     """
 
     def __init__(self, model: nn.Module, tokenizer, official_dropout: bool = False):
@@ -40,6 +44,7 @@ class TextEncoder(nn.Module):
         # RoBERTa positions start after the padding index: usable length = max positions - pad - 1.
         self.max_tokens = int(cfg.max_position_embeddings) - int(getattr(cfg, "pad_token_id", 1) or 0) - 1
         self._warned = False
+        self.feature_cache: TextFeatureCache | None = None
 
     @property
     def hidden_size(self) -> int:
@@ -58,6 +63,28 @@ class TextEncoder(nn.Module):
         return self
 
     def forward(self, texts: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if usable(self.feature_cache, self.text_backbone):
+            return self._cached(texts, torch.device(device))
+        return self._encode(texts, device)
+
+    def _cached(self, texts: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Word features from the cache (each sentence encoded alone, then kept), padded to the longest
+        sentence with zeros; the padding mask marks the padding, as in `_encode`."""
+        entries = self.feature_cache.get_or_compute(  # type: ignore[union-attr]
+            texts, lambda text: (self._encode([text], device)[0][0],), device, (autocast_key(device.type),))
+        feats = [e[0] for e in entries]  # [L_i, D] each
+        longest = max(f.shape[0] for f in feats)
+        if all(f.shape[0] == longest for f in feats):
+            words = torch.stack(feats)
+            return words, torch.zeros(words.shape[:2], dtype=torch.bool, device=words.device)
+        words = feats[0].new_zeros((len(feats), longest, feats[0].shape[1]))
+        pad = torch.ones((len(feats), longest), dtype=torch.bool, device=words.device)
+        for i, f in enumerate(feats):
+            words[i, : f.shape[0]] = f
+            pad[i, : f.shape[0]] = False
+        return words, pad
+
+    def _encode(self, texts: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = [len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
         if max(lengths) > self.max_tokens and not self._warned:
             warnings.warn(f"a text is longer than the text encoder's {self.max_tokens} tokens; it is truncated",

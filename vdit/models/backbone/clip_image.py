@@ -76,8 +76,8 @@ def clip_preprocess_official(x: torch.Tensor, spec: ClipImageSpec) -> torch.Tens
     """x [N,3,H,W] in [-1, 1] (the diffusion-range frames of spec 2.1 step 2), any device/dtype ->
     CLIP pixel_values [N,3,crop_h,crop_w] on x's device and dtype, exactly as VD-IT computes them
     (spec 2.1 step 3, 2.3): truncated integers through the PIL CLIP image processor on the CPU."""
-    if x.shape[0] == 0:
-        return x.new_zeros((0, 3, spec.crop_height, spec.crop_width))
+    if x.shape[0] == 0 or x.device.type == "meta":  # meta: shapes only (memory/FLOP accounting)
+        return torch.empty((x.shape[0], 3, spec.crop_height, spec.crop_width), device=x.device, dtype=x.dtype)
     ints = official_clip_ints(x)
     # uint8 holds 0..255 exactly; channels-last numpy is PIL's layout. One processor call for the batch.
     frames = ints.to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()

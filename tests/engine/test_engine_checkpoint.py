@@ -96,7 +96,7 @@ def test_checkpoint_layout_and_manifest(engine_one_step_run):
     ckpt = ck.open_checkpoint(engine_one_step_run)
     files = {p.name for p in ckpt.path.iterdir()}
     assert files == {ck.MODEL_FILE, ck.MODEL_CONFIG_FILE, ck.OPTIM_TENSORS, ck.OPTIM_META, ck.RNG_TENSORS,
-                     ck.RNG_META, ck.RUN_CONFIG_FILE, ck.STATE_FILE}
+                     ck.RNG_META, ck.RUN_CONFIG_FILE, ck.STATE_FILE, "README.md"}  # the model card
     assert set(ckpt.meta["files"]) == files - {ck.STATE_FILE}
     assert ckpt.state.global_step == 1 and ckpt.state.batch_in_epoch == 1
     assert (engine_one_step_run / "checkpoints" / ck.LATEST).read_text().strip() == ckpt.path.name

@@ -16,14 +16,19 @@ def test_without_tensorboard_says_so_once(tmp_path, monkeypatch):
     stream = io.StringIO()
     log = RunLogger(tmp_path, stream=stream)
     assert not log.has_tensorboard
+    assert stream.getvalue() == ""  # a run that fails before its first scalars prints only its error
     log.scalars(1, {"loss": 1.0})  # a no-op without TensorBoard
-    log.record("train", step=1, loss=float("nan"), grad_norm=2.5)
+    log.scalars(2, {"loss": 1.0})
+    log.record("train", step=1, loss=float("nan"), grad_norm=float("inf"), lr=2.5)
     log.info("hello")
     log.close()
     out = stream.getvalue()
     assert out.count("tensorboard is not installed") == 1 and "[vdit train] hello" in out
-    rows = [json.loads(line) for line in (tmp_path / METRICS_FILE).read_text().splitlines()]
-    assert rows[0]["loss"] == "nan" and rows[0]["grad_norm"] == 2.5 and rows[0]["event"] == "train"
+    # strict JSON: non-finite values are null, never a bare NaN / Infinity
+    lines = (tmp_path / METRICS_FILE).read_text().splitlines()
+    rows = [json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c}")) for line in lines]
+    assert rows[0]["loss"] is None and rows[0]["grad_norm"] is None and rows[0]["lr"] == 2.5
+    assert rows[0]["event"] == "train"
     assert read_metrics(tmp_path) == rows
     assert "hello" in (tmp_path / LOG_FILE).read_text()
 

@@ -31,7 +31,7 @@ def test_from_pretrained_reproduces_outputs_bit_for_bit(tiny_root, tmp_path):
     torch.manual_seed(0)
     model = VDIT.from_config(tiny_config(tiny_root)).eval()
     out_dir = model.save_pretrained(tmp_path / "w")
-    assert sorted(p.name for p in out_dir.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     stored = json.loads((out_dir / "config.json").read_text())["model"]
     assert stored["foundation"]["t2v"].endswith("t2v")  # names the frozen foundation models
     torch.manual_seed(123)  # a different init must be fully overwritten by the loaded weights

@@ -3,7 +3,9 @@
     vdit convert-official vdit_ytvos.pth weights/vdit-ytvos [--foundation-root DIR] [--check-frozen]
 
 The output folder is what `VDIT.from_pretrained`, `vdit segment --weights` and `vdit evaluate --weights`
-read (model.safetensors + config.json), plus conversion_report.json. See docs/convert.md.
+read (model.safetensors + config.json), plus README.md (the model card: what the weights are, the
+foundation models and their licences) and conversion_report.json. See docs/convert.md. A progress bar of
+the conversion's stages is drawn when stderr is a terminal (--quiet: never).
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ def register(subparsers) -> None:
                    help="load the foundation models and compare the checkpoint's frozen weights with them")
     p.add_argument("--allow-unmapped", action="store_true",
                    help="convert even when some checkpoint keys are not mapped (they are listed)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar (there is none anyway when stderr is not a terminal)")
     p.set_defaults(func=run)
 
 
@@ -39,19 +43,23 @@ def _listed(keys: list[str]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from vdit.cli.checks import check_output_dir
-    from vdit.convert.official import REPORT_NAME, convert_official
+    from vdit.cli.progress import Progress, progress_enabled
+    from vdit.convert.official import REPORT_NAME, conversion_steps, convert_official
 
     check_output_dir(args.out)  # before a multi-GB checkpoint is read
-    report = convert_official(args.checkpoint, args.out, foundation_root=args.foundation_root,
-                              preset_name=args.preset, overrides=args.overrides, check_frozen=args.check_frozen,
-                              allow_unmapped=args.allow_unmapped)
+    with Progress(progress_enabled(args.quiet), desc="convert-official", unit="stage") as progress:
+        progress.start(total=conversion_steps(args.check_frozen))
+        report = convert_official(args.checkpoint, args.out, foundation_root=args.foundation_root,
+                                  preset_name=args.preset, overrides=args.overrides,
+                                  check_frozen=args.check_frozen, allow_unmapped=args.allow_unmapped,
+                                  progress=progress.advance)
     frozen = sum(report.frozen_keys.values())
     print(f"converted {report.checkpoint}: {report.num_keys} keys -> {report.trainable_parameters} trainable "
           f"parameters ({len(report.duplicates)} duplicate pairs merged), {frozen} frozen foundation keys skipped, "
           f"{report.ignored_buffers} buffers ignored")
     if report.unmapped:
         print(f"warning: {len(report.unmapped)} unmapped key(s): {_listed(report.unmapped)}", file=sys.stderr)
-    print(f"wrote {report.out_dir} (model.safetensors, config.json, {REPORT_NAME})")
+    print(f"wrote {report.out_dir} (model.safetensors, config.json, README.md, {REPORT_NAME})")
     check = report.frozen_check
     if check is None:
         return 0

@@ -6,11 +6,13 @@
     vdit eval a2d | jhmdb    --gt COCO_JSON --predictions PRED_JSON [--json OUT]
     vdit eval refcoco        --gt instances_<ds>_val.json --predictions PRED_JSON [--json OUT]
     vdit eval mevis          --mevis-root valid_u --results P [--json OUT]
+
+davis, ref-davis and mevis draw a progress bar (sequences / videos scored) when stderr is a terminal;
+--quiet (or a log, CI, a pipe) draws none.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from vdit.errors import EvaluationError
@@ -56,10 +58,15 @@ def _sequences(arg: str | None) -> list[str] | None:
     return names
 
 
-def _progress(enabled: bool):
-    if not enabled:
-        return None
-    return lambda name: print(f"  done {name}", file=sys.stderr, flush=True)
+def _progress(args: argparse.Namespace, unit: str, per_sequence: int = 1):
+    """A bar of scored items (see vdit.cli.progress); its total is known when --sequences lists them."""
+    from vdit.cli.progress import Progress, progress_enabled
+
+    names = getattr(args, "sequences", None)
+    total = len([s for s in names.split(",") if s.strip()]) * per_sequence if names else None
+    progress = Progress(progress_enabled(args.quiet), desc=args.eval_command, unit=unit)
+    progress.start(total=total)
+    return progress
 
 
 def _print_summary(title: str, summary: dict[str, float]) -> None:
@@ -74,9 +81,10 @@ def _cmd_davis(args: argparse.Namespace) -> int:
     from vdit.evaluation.davis import evaluate_davis
 
     _check_json(args.json)
-    result = evaluate_davis(args.davis_root, args.results, task=args.task, subset=args.set,
-                            sequences=_sequences(args.sequences), resolution=args.resolution,
-                            progress=_progress(args.progress))
+    with _progress(args, "sequence") as progress:
+        result = evaluate_davis(args.davis_root, args.results, task=args.task, subset=args.set,
+                                sequences=_sequences(args.sequences), resolution=args.resolution,
+                                progress=progress.callback())
     _print_summary(f"DAVIS-2017 {args.set} ({args.task}), {len(result.per_object)} objects, fractions:",
                    result.summary)
     if args.per_object:
@@ -91,9 +99,10 @@ def _cmd_ref_davis(args: argparse.Namespace) -> int:
     from vdit.evaluation.davis import evaluate_ref_davis
 
     _check_json(args.json)
-    result = evaluate_ref_davis(args.davis_root, args.results_root, subset=args.set,
-                                sequences=_sequences(args.sequences), resolution=args.resolution,
-                                progress=_progress(args.progress))
+    with _progress(args, "sequence", per_sequence=4) as progress:  # each sequence once per annotation set
+        result = evaluate_ref_davis(args.davis_root, args.results_root, subset=args.set,
+                                    sequences=_sequences(args.sequences), resolution=args.resolution,
+                                    progress=progress.callback())
     for a, res in enumerate(result.per_set):
         _print_summary(f"anno_{a}:", res.summary)
     _print_summary("Ref-DAVIS17, mean of the 4 annotation sets:", result.mean)
@@ -140,8 +149,9 @@ def _cmd_mevis(args: argparse.Namespace) -> int:
     root = Path(args.mevis_root) if args.mevis_root else None
     meta = args.meta or root / META_FILE
     mask_dict = args.mask_dict or root / MASK_DICT_FILE
-    result = evaluate_mevis(meta, mask_dict, args.results, missing_as_zero=args.missing_as_zero,
-                            progress=_progress(args.progress))
+    with _progress(args, "video") as progress:
+        result = evaluate_mevis(meta, mask_dict, args.results, missing_as_zero=args.missing_as_zero,
+                                progress=progress.callback())
     print(f"MeViS: {len(result.per_expression)} expressions")
     print(f"  J&F {result.jf:.4f}   J {result.j:.4f}   F {result.f:.4f}")
     if result.missing_videos:
@@ -150,13 +160,21 @@ def _cmd_mevis(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_progress_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar (there is none anyway when stderr is not a terminal)")
+    # Before the progress bar, --progress asked for one line per scored item; the bar is now shown on
+    # a terminal by default, and the flag stays accepted so that existing scripts keep working.
+    p.add_argument("--progress", action="store_true", help=argparse.SUPPRESS)
+
+
 def _add_davis_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--davis-root", required=True, help="DAVIS folder with JPEGImages, Annotations*, ImageSets")
     p.add_argument("--set", default="val", choices=DAVIS_SUBSETS, help="subset whose ImageSets list is used")
     p.add_argument("--sequences", default=None, help="comma-separated sequences instead of the ImageSets list")
     p.add_argument("--resolution", default="480p")
     p.add_argument("--json", default=None, metavar="OUT", help="write the figures to this JSON file")
-    p.add_argument("--progress", action="store_true", help="print each finished sequence to stderr")
+    _add_progress_args(p)
 
 
 def register(subparsers) -> None:
@@ -211,5 +229,5 @@ def register(subparsers) -> None:
     p.add_argument("--missing-as-zero", action="store_true",
                    help="score videos without results 0 (the official behaviour) instead of failing")
     p.add_argument("--json", default=None, metavar="OUT")
-    p.add_argument("--progress", action="store_true", help="print each finished video to stderr")
+    _add_progress_args(p)
     p.set_defaults(func=_cmd_mevis)

@@ -5,6 +5,11 @@
 W is a folder written by `VDIT.save_pretrained` (or `vdit convert-official`). The predictions (submission
 zip, palette PNGs, COCO predictions) and `metrics.json` go to DIR (default ./eval-<preset>). See
 docs/evaluate.md for each benchmark's protocol and outputs.
+
+Past one GPU: `torchrun --nproc_per_node N -m vdit evaluate ...` deals the videos (or samples) out over
+N processes, one GPU each (cuda:LOCAL_RANK; gloo processes on the CPU with --device cpu); rank 0 merges
+and scores. An interrupted run (Ctrl-C, killed, failed) keeps the videos it finished: the same command
+resumes, with any number of processes (--restart starts over).
 """
 from __future__ import annotations
 
@@ -49,39 +54,11 @@ def register(subparsers) -> None:
     p.add_argument("--foundation-root", default=None, metavar="DIR",
                    help="load the foundation models from DIR/t2v, DIR/clip_vision, DIR/text_encoder instead of the "
                         "locations recorded in the weights' config")
-    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--restart", action="store_true",
+                   help="do not resume an interrupted run in DIR: evaluate every video / sample again")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar (there is none anyway when stderr is not a terminal)")
     p.set_defaults(func=run)
-
-
-class Progress:
-    """Progress on stderr: one line per finished video / sample (`line`), and the steps inside a video
-    (`step`: windows, annotation sets) drawn over each other on a terminal, as lines elsewhere."""
-
-    def __init__(self, stream=None):
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._drawn = 0  # width of the step line on screen
-
-    def _clear(self) -> None:
-        if self._drawn:
-            self.stream.write("\r" + " " * self._drawn + "\r")
-            self._drawn = 0
-
-    def line(self, message: str) -> None:
-        self._clear()
-        print(message, file=self.stream, flush=True)
-
-    def step(self, message: str) -> None:
-        if not self.tty:
-            print(message, file=self.stream, flush=True)
-            return
-        self._clear()
-        self.stream.write(message)
-        self.stream.flush()
-        self._drawn = len(message)
-
-    def close(self) -> None:
-        self._clear()
 
 
 def _foundation(root: str | None) -> dict[str, str] | None:
@@ -99,10 +76,40 @@ def _foundation(root: str | None) -> dict[str, str] | None:
     return {part: str(base / part) for part in FOUNDATION_PARTS}
 
 
+def torchrun_world() -> int:
+    """The process count torchrun announces (WORLD_SIZE), 1 without torchrun."""
+    from vdit.engine.distributed import ENV_WORLD_SIZE, _env_int
+
+    return _env_int(ENV_WORLD_SIZE, 1)
+
+
+def process_device(device: str | None, world: int) -> str | None:
+    """The device of this process: under torchrun each process takes the GPU of its LOCAL_RANK (the
+    default when CUDA is available, or --device cuda), or the CPU (--device cpu, gloo)."""
+    if world <= 1:
+        return device
+    import torch
+
+    from vdit.engine.distributed import ENV_LOCAL_RANK, _env_int
+    from vdit.errors import ConfigError
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        return f"cuda:{_env_int(ENV_LOCAL_RANK, 0)}"
+    if device.startswith("cuda:"):
+        raise ConfigError(f"--device {device} under torchrun: every process would use that one GPU; pass "
+                          "--device cuda (each process takes the GPU of its LOCAL_RANK) or --device cpu")
+    return device
+
+
 def run(args: argparse.Namespace) -> int:
     from vdit.cli.checks import check_output_dir, check_weights_dir, check_weights_foundation
+    from vdit.cli.progress import Progress, progress_enabled
     from vdit.data.common import dumps_json
-    from vdit.inference.benchmarks import DEFAULT_THRESHOLD, METRICS_FILE, BenchmarkOptions, run_benchmark
+    from vdit.engine import distributed as du
+    from vdit.inference.benchmarks import (DEFAULT_THRESHOLD, DONE_DIR, METRICS_FILE, SESSION_DIR,
+                                           BenchmarkOptions, run_benchmark)
     from vdit.inference.predictor import resolve_device
     from vdit.models.vdit import VDIT
 
@@ -110,26 +117,42 @@ def run(args: argparse.Namespace) -> int:
     check_weights_dir(args.weights)
     foundation = _foundation(args.foundation_root)
     check_weights_foundation(args.weights, foundation)
-    resolve_device(args.device)
-    progress = None if args.quiet else Progress()
+    world = torchrun_world()
+    device = process_device(args.device, world)
+    resolve_device(device)
     options = BenchmarkOptions(
         data_root=args.data, out_dir=args.out or f"eval-{args.preset}", limit=args.limit, split=args.split,
         short_side=args.short_side, max_size=args.max_size,
-        threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold, device=args.device,
+        threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold, device=device,
         amp=args.amp, davis_root=args.davis_root, jhmdb_data_root=args.jhmdb_data_root,
-        refcoco_set=args.refcoco_set, progress=progress.line if progress else None,
-        step_progress=progress.step if progress else None,
+        refcoco_set=args.refcoco_set, resume=not args.restart,
     )
     check_output_dir(options.out_dir)
-    model = VDIT.from_pretrained(args.weights, foundation=foundation)
+    info = du.init_distributed("cpu" if resolve_device(device).type == "cpu" else "cuda") if world > 1 else None
+    main_rank = info is None or info.is_main
+    desc = args.preset if info is None else f"{args.preset} (rank 0 of {info.world_size})"
+    progress = Progress(main_rank and progress_enabled(args.quiet), desc=desc)
+    options.tracker = progress
     try:
+        model = VDIT.from_pretrained(args.weights, foundation=foundation)
         metrics = run_benchmark(args.preset, model, options)
+    except BaseException:
+        progress.close()
+        kept = options.out_dir / SESSION_DIR / DONE_DIR
+        finished = len(list(kept.glob("*.json"))) if main_rank and kept.is_dir() else 0
+        if finished:
+            print(f"vdit evaluate: {finished} finished video(s) / sample(s) are kept in {options.out_dir}; the "
+                  "same command resumes from them", file=sys.stderr)
+        raise
     finally:
-        if progress is not None:
-            progress.close()
+        progress.close()
+        if info is not None:
+            du.cleanup()
+    if not main_rank:
+        return 0
     shown = {k: metrics[k] for k in SUMMARY_KEYS if k in metrics}
     print(dumps_json(shown, indent=2))
-    print(f"wrote {options.out_dir / METRICS_FILE}")
+    print(f"wrote {options.out_dir / METRICS_FILE}" + (f" ({info.world_size} processes)" if info else ""))
     if metrics.get("submission_valid") is False:
         print("the submission zip is invalid: " + "; ".join(metrics["submission_problems"]), file=sys.stderr)
         return 1

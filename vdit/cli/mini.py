@@ -2,6 +2,8 @@
 
 Each sub-command is one `add_<name>(sub)` function that adds its parser and sets `func`; `register`
 calls them in turn, so a new sub-command (train, eval) is one more function plus one call in `register`.
+Every sub-command draws progress bars when stderr is a terminal (`vdit.cli.progress`); `--quiet` (or a
+log, CI, a pipe) draws none.
 """
 from __future__ import annotations
 
@@ -48,7 +50,8 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sample-steps", type=int, default=None, help="DDIM steps of the sample grid (default 50)")
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                    help=f"torch CPU threads (default {DEFAULT_THREADS}; use 1 on a machine shared with other jobs)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
+                   help="no progress bars (there are none anyway when stderr is not a terminal)")
     p.add_argument("--skip-verify", action="store_true",
                    help="do not load the result with VD-IT's loaders and run one forward pass")
     p.set_defaults(func=run_pretrain)
@@ -64,6 +67,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
     from vdit.mini.data import default_data_dir, load_corpus
     from vdit.mini.pretrain import PretrainPlan, plan_for_budget
 
+    from vdit.cli.progress import progress_enabled
+
     set_threads(args.threads)
     out = Path(args.out).expanduser().resolve()
     samples = Path(args.samples).expanduser().resolve() if args.samples else default_samples_path(out)
@@ -72,7 +77,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
     plan = plan_for_budget(args.minutes_budget) if args.minutes_budget is not None else PretrainPlan()
     data = Path(args.data).expanduser() if args.data else default_data_dir()
     result = build_mini_foundation(out, data_dir=data, seed=args.seed, plan=plan, samples_path=samples,
-                                   sample_steps=args.sample_steps, progress=not args.no_progress)
+                                   sample_steps=args.sample_steps, progress=progress_enabled(args.quiet))
     size = sum(f["bytes"] for f in result["files"].values())
     print(f"saved the mini foundation to {out} ({size / 2**20:.1f} MiB of model files)")
     print("wall time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in result["wall_s"].items()))
@@ -110,6 +115,15 @@ def _common_data_args(p: argparse.ArgumentParser) -> None:
                    help="benchmark folder, generated there when absent (default $VDIT_CACHE/mini-benchmark-2)")
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                    help=f"torch CPU threads (default {DEFAULT_THREADS})")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars (there are none anyway when stderr is not a terminal)")
+
+
+def _eval_progress(args: argparse.Namespace, what: str):
+    """The bar of a scoring pass (videos of a split); see vdit.cli.progress."""
+    from vdit.cli.progress import Progress, progress_enabled
+
+    return Progress(progress_enabled(args.quiet), desc=what, unit="video")
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
@@ -159,11 +173,17 @@ def run_train(args: argparse.Namespace) -> int:
     result = train_mini(cfg, args.out, resume=args.resume)
     print(f"trained {result.steps} steps in {result.wall_s:.0f}s"
           f"{'' if result.finished_schedule else ' (stopped by --steps)'}; head in {result.weights_dir}")
+    scores = None
     if not args.no_eval:
-        scores = evaluate_mini(result.weights_dir, cfg.data.root, Path(args.out) / EVAL_SUBDIR, limit=args.eval_limit)
+        with _eval_progress(args, "mini eval") as progress:
+            scores = evaluate_mini(result.weights_dir, cfg.data.root, Path(args.out) / EVAL_SUBDIR,
+                                   limit=args.eval_limit, tracker=progress)
         print(format_scores(scores))
     if args.ship:
-        print(f"shipped the head to {ship_head(result.weights_dir)}")
+        source = (f"Trained with `vdit mini train` ({result.steps} optimizer steps, seed {cfg.train.seed}) on the "
+                  "shipped foundation and the generated benchmark"
+                  + (f"; scored on the first {args.eval_limit} videos of each split." if args.eval_limit else "."))
+        print(f"shipped the head to {ship_head(result.weights_dir, scores=scores, source=source)}")
     return 0
 
 
@@ -193,8 +213,9 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.weights is not None:  # a local folder: a typo must not turn into a minute of Hub retries
         check_weights_foundation(check_weights_dir(args.weights))
     check_output_dir(args.out)
-    scores = evaluate_mini(args.weights, _data_dir(args), args.out, splits=args.split or EVAL_SPLITS,
-                           limit=args.limit)
+    with _eval_progress(args, "mini eval") as progress:
+        scores = evaluate_mini(args.weights, _data_dir(args), args.out, splits=args.split or EVAL_SPLITS,
+                               limit=args.limit, tracker=progress)
     print(format_scores(scores))
     return 0
 

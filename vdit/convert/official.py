@@ -36,13 +36,12 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import pickletools
 import re
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -475,32 +474,66 @@ def _problems(plan: ConversionPlan, allow_unmapped: bool) -> list[str]:
     return lines
 
 
+# Stages `convert_official` reports to its `progress` callback (the last four; the first two with check_frozen).
+CONVERSION_STAGES = ("read the checkpoint", "loaded the foundation models", "mapped the keys",
+                     "compared the frozen weights", "wrote the weights folder")
+
+
+def conversion_steps(check_frozen: bool) -> int:
+    """How many times `convert_official` calls `progress`."""
+    return len(CONVERSION_STAGES) if check_frozen else len(CONVERSION_STAGES) - 2
+
+
+def _model_card_info(checkpoint: Path, obj: Any) -> Any:
+    from vdit.models.model_card import ModelCardInfo
+
+    epoch = _json_safe(obj.get("epoch")) if isinstance(obj, Mapping) else None
+    when = f" (epoch {epoch})" if isinstance(epoch, int) else ""
+    return ModelCardInfo(source=f"Converted from the released VD-IT checkpoint `{checkpoint.name}`{when} "
+                                "(github.com/buxiangzhiren/VD-IT, Hugging Face `buxiangzhiren/VD-IT`) with "
+                                "`vdit convert-official`; see `conversion_report.json` beside it. The "
+                                "checkpoint's own terms are those of its authors' release.")
+
+
 def convert_official(checkpoint: str | Path, out_dir: str | Path, *, foundation_root: str | Path | None = None,
                      preset_name: str = "full", overrides: Iterable[str] = (), check_frozen: bool = False,
-                     allow_unmapped: bool = False) -> ConversionReport:
-    """Convert an official checkpoint into a `VDIT.save_pretrained` folder; returns the report (also written
-    to `out_dir/conversion_report.json`).
+                     allow_unmapped: bool = False,
+                     progress: Callable[[str], None] | None = None) -> ConversionReport:
+    """Convert an official checkpoint into a `VDIT.save_pretrained` folder (with its model card); returns the
+    report (also written to `out_dir/conversion_report.json`).
 
     `foundation_root`: folder with t2v/, clip_vision/, text_encoder/ recorded in the output config (default:
     the preset's hub ids). `check_frozen`: load those foundation models and compare the checkpoint's frozen
     weights with them (the report lists the differences; the conversion itself does not depend on them).
+    `progress(stage)`: called after each finished stage (`conversion_steps(check_frozen)` calls).
     """
     from vdit.config import to_dict
+    from vdit.data.common import dumps_json
     from vdit.models.vdit import VDIT
+
+    def done(stage: str) -> None:
+        if progress is not None:
+            progress(stage)
 
     checkpoint = Path(checkpoint).expanduser()
     obj = load_official_checkpoint(checkpoint)
     state, args = split_checkpoint(obj, checkpoint)
+    done(CONVERSION_STAGES[0])
     cfg = config_for_checkpoint(state, args, preset_name, foundation_root, overrides, where=str(checkpoint))
     model = VDIT.from_config(cfg) if check_frozen else VDIT.on_meta(cfg)
+    if check_frozen:
+        done(CONVERSION_STAGES[1])
     plan = plan_conversion(state, model)
     problems = _problems(plan, allow_unmapped)
     if problems:
         raise ModelLoadError(f"cannot convert {checkpoint}: " + " | ".join(problems))
+    done(CONVERSION_STAGES[2])
     frozen = check_frozen_weights(state, plan, model) if check_frozen else None
+    if check_frozen:
+        done(CONVERSION_STAGES[3])
     fill_trainable(model, plan.tensors)
     out_dir = Path(out_dir).expanduser()
-    model.save_pretrained(out_dir)
+    model.save_pretrained(out_dir, card=_model_card_info(checkpoint, obj))
     report = ConversionReport(
         checkpoint=str(checkpoint), out_dir=str(out_dir), num_keys=len(state),
         trainable_parameters=len(plan.tensors), trainable_keys=sum(len(v) for v in plan.sources.values()),
@@ -510,7 +543,8 @@ def convert_official(checkpoint: str | Path, out_dir: str | Path, *, foundation_
         epoch=_json_safe(obj.get("epoch")) if isinstance(obj, Mapping) else None,
         frozen_check=None if frozen is None else {"ok": frozen.ok, **asdict(frozen)},
     )
-    (out_dir / REPORT_NAME).write_text(json.dumps(report.to_json_dict(), indent=2) + "\n")
+    (out_dir / REPORT_NAME).write_text(dumps_json(report.to_json_dict(), indent=2) + "\n")
+    done(CONVERSION_STAGES[4])
     return report
 
 

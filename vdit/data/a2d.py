@@ -19,7 +19,6 @@ sample's `valid_indices` is that frame's position in the clip. Clips:
 """
 from __future__ import annotations
 
-import json
 import logging
 import random
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ import numpy as np
 # vdit.data.common; they stay importable from here.
 from vdit.data.common import (
     MAX_RESAMPLE, BadSampleSkipper, SampleListDataset, apply_transform, centred_window, drop_missing,
-    read_json, read_json_rows, resolve_transform, write_coco_gt,
+    dumps_json, read_json, read_json_rows, resolve_transform, write_coco_gt,
 )
 from vdit.data.transforms import normalize_text
 from vdit.data.types import ClipSample
@@ -284,7 +283,7 @@ def write_a2d_samples(path: str | Path, samples: Sequence[A2DSample]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = [[s.text, s.video_id, s.frame_idx, s.instance_id] for s in samples]
-    path.write_text(json.dumps(rows), encoding="utf-8")
+    path.write_text(dumps_json(rows), encoding="utf-8")
     return path
 
 

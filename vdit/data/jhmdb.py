@@ -17,7 +17,6 @@ The clip is the window of spec 6.3: T frames centred on the chosen frame, clampe
 """
 from __future__ import annotations
 
-import json
 import logging
 import random
 from dataclasses import dataclass
@@ -27,8 +26,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from vdit.data.common import (
-    BadSampleSkipper, SampleListDataset, apply_transform, centred_window, drop_missing, read_json_rows,
-    resolve_transform, write_coco_gt,
+    BadSampleSkipper, SampleListDataset, apply_transform, centred_window, drop_missing, dumps_json,
+    read_json_rows, resolve_transform, write_coco_gt,
 )
 from vdit.data.transforms import normalize_text
 from vdit.data.types import ClipSample
@@ -218,7 +217,7 @@ def write_jhmdb_metadata(path: str | Path, samples: Sequence[JHMDBSample]) -> Pa
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = [[s.video_id, s.frame_path, s.masks_path, s.total_frames, s.text] for s in samples]
-    path.write_text(json.dumps(rows), encoding="utf-8")
+    path.write_text(dumps_json(rows), encoding="utf-8")
     return path
 
 

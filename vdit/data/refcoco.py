@@ -23,7 +23,6 @@ blur and hue/saturation changes), meant for joint image + video training.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -35,7 +34,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from vdit.data.common import (
-    MAX_RESAMPLE, BadSampleSkipper, SampleListDataset, apply_transform, drop_missing, read_json, resolve_transform,
+    MAX_RESAMPLE, BadSampleSkipper, SampleListDataset, apply_transform, drop_missing, dumps_json, read_json,
+    resolve_transform,
 )
 from vdit.data.safe_pickle import decode_py2_strings, dump_py2_plain, load_plain_pickle
 from vdit.data.transforms import normalize_text
@@ -164,7 +164,7 @@ def convert_refexp_to_coco(coco_root: str | Path, dataset: str, *, split_by: str
     for split in REFER_SPLITS[dataset]:
         converted = build_converted_split(refs, instances, dataset, split, source=str(refs_path))
         path = out_dir / CONVERTED_JSON.format(dataset=dataset, split=split)
-        path.write_text(json.dumps(converted), encoding="utf-8")
+        path.write_text(dumps_json(converted), encoding="utf-8")
         written[split] = path
         log.info("%s %s: %d expressions -> %s", dataset, split, len(converted["images"]), path)
     return written
@@ -417,7 +417,7 @@ def write_refer_dataset(coco_root: str | Path, dataset: str, refs: Sequence[dict
     `instances.json`. Returns (pickle path, instances path)."""
     refs_path = dump_py2_plain(list(refs), refer_pickle_path(coco_root, dataset, split_by))
     instances_path = Path(coco_root) / dataset / REFER_INSTANCES_JSON
-    instances_path.write_text(json.dumps(instances), encoding="utf-8")
+    instances_path.write_text(dumps_json(instances), encoding="utf-8")
     return refs_path, instances_path
 
 

@@ -18,7 +18,6 @@ subclasses only say where the metadata, frames and masks are.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -32,7 +31,8 @@ from torch.utils.data import Dataset
 
 # MAX_RESAMPLE stays importable from here.
 from vdit.data.common import (
-    MAX_RESAMPLE, BadSampleSkipper, SeededSampling, apply_transform, missing_files, read_json, resolve_transform,
+    MAX_RESAMPLE, BadSampleSkipper, SeededSampling, apply_transform, dumps_json, missing_files, read_json,
+    resolve_transform,
 )
 from vdit.data.png import read_index_png, write_index_png
 from vdit.data.transforms import ClipTransform
@@ -87,7 +87,7 @@ def dump_json(path: str | Path, obj: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, ensure_ascii=False)
+        f.write(dumps_json(obj, ensure_ascii=False))
     os.replace(tmp, path)
     return path
 

@@ -1,6 +1,11 @@
 """Run records: metrics as JSON lines (always), TensorBoard scalars (when `tensorboard` is installed),
 and human messages on stderr mirrored to `train.log`. Only rank 0 writes; other ranks get a silent logger.
 
+metrics.jsonl is strict JSON (`vdit.data.common.dumps_json`): a non-finite value (a NaN loss, an fp16
+gradient norm of Infinity) is written `null`, never as the bare `NaN` / `Infinity` other readers reject.
+Without TensorBoard, one note says so when the first scalars are logged (a run that fails before
+training prints only its error).
+
 Loss names follow the official DETR-lineage engine (`train_one_epoch` of DETR / ReferFormer / SgMg /
 VD-IT, see `loss_log_values`): `loss` is the weighted total, `<term>` the term times its weight and
 `<term>_unscaled` the term as the criterion returns it.
@@ -8,7 +13,6 @@ VD-IT, see `loss_log_values`): `loss` is the weighted total, `<term>` the term t
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -42,13 +46,6 @@ def loss_log_values(losses: Mapping[str, float], weight_dict: Mapping[str, float
     return out
 
 
-def _finite_or_str(value: Any) -> Any:
-    """JSON has no NaN/Inf: write them as strings so the file stays valid JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
-
-
 class RunLogger:
     """`record(event, **fields)` appends one JSON line; `scalars(step, values)` feeds TensorBoard;
     `info(msg)` prints a message. Disabled (no files, no output) when `enabled` is false."""
@@ -60,6 +57,7 @@ class RunLogger:
         self._jsonl = None
         self._log = None
         self._tb = None
+        self._tb_missing = False  # tensorboard wanted but not installed: say so once, at the first scalars
         if not enabled:
             return
         run_dir = Path(run_dir)
@@ -73,8 +71,7 @@ class RunLogger:
             import tensorboard  # noqa: F401  (the optional dependency group `tensorboard`)
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            self.info("tensorboard is not installed (pip install 'vdit[tensorboard]'); "
-                      f"metrics go to {METRICS_FILE} only")
+            self._tb_missing = True
             return None
         return SummaryWriter(log_dir=str(path))
 
@@ -94,12 +91,18 @@ class RunLogger:
     def record(self, event: str, **fields: Any) -> None:
         if not self.enabled or self._jsonl is None:
             return
+        from vdit.data.common import dumps_json
+
         row = {"event": event, "time": round(time.time(), 3)}
-        row.update({k: _finite_or_str(v) for k, v in fields.items()})
-        self._jsonl.write(json.dumps(row) + "\n")
+        row.update(fields)
+        self._jsonl.write(dumps_json(row) + "\n")
         self._jsonl.flush()
 
     def scalars(self, step: int, values: dict[str, float], prefix: str = "train/") -> None:
+        if self._tb_missing:
+            self._tb_missing = False
+            self.info("tensorboard is not installed (pip install 'vdit[tensorboard]'); "
+                      f"metrics go to {METRICS_FILE} only")
         if self._tb is None:
             return
         for key, value in values.items():

@@ -13,6 +13,10 @@ is the number the README reports) against the converted `instances_<ds>_<split>.
 One sample per forward pass (B = 1, as the official evaluation: the predicted noise is standardised over
 the whole batch). The ground truth is restricted to the evaluated images (written as gt_evaluated.json,
 next to predictions.json, so `vdit eval a2d|jhmdb|refcoco` can re-score them).
+
+Each sample is one item of the run's `EvalSession` (vdit.inference.benchmarks): under torchrun every rank
+predicts its share and records each sample's predictions; rank 0 merges them in sample order (the
+order one process writes) and scores.
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ from vdit.data.transforms import ClipTransform, Resize, build_transforms
 from vdit.data.types import ClipSample
 from vdit.errors import EvaluationError
 from vdit.evaluation.masks_io import load_json
-from vdit.inference.benchmarks import FRAME_MAX_SIZE, BenchmarkOptions, limited, write_json
+from vdit.inference.benchmarks import FRAME_MAX_SIZE, BenchmarkOptions, item_seed, limited, session_of, write_json
 from vdit.inference.predictor import logits_to_original, pad_to_divisible, resolve_device
 
 A2D_SPLIT = "test"
@@ -76,17 +80,35 @@ def predict_sample(model: nn.Module, sample: ClipSample, device: torch.device, t
             for m, s in zip(masks, scores.tolist())]
 
 
-def predict_dataset(model: nn.Module, dataset, opts: BenchmarkOptions) -> list[dict[str, Any]]:
+def sample_key(index: int) -> str:
+    """The session item name of dataset sample `index`."""
+    return f"sample-{index:07d}"
+
+
+def predict_dataset(model: nn.Module, dataset, opts: BenchmarkOptions, benchmark: str = "a2d"
+                    ) -> list[dict[str, Any]] | None:
+    """Predictions of the (first `limit`) samples: this rank predicts its share (skipping the samples an
+    interrupted run finished); rank 0 returns every sample's, in sample order, the other ranks None."""
     device = resolve_device(opts.device)
     model = model.to(device).eval()
     indices = limited(range(len(dataset)), opts.limit)
     if not indices:
         raise EvaluationError("the dataset has no samples to evaluate")
-    predictions: list[dict[str, Any]] = []
-    for n, i in enumerate(indices, start=1):
-        predictions.extend(predict_sample(model, dataset[i], device, opts.threshold, amp=bool(opts.amp)))
-        opts.note(f"[{n}/{len(indices)}] sample {i}")
-    return predictions
+    session = session_of(opts, model, benchmark)
+    session.prepare()
+    keys = [sample_key(i) for i in indices]
+    mine = session.own(indices)
+    todo = [i for i in mine if session.finished(sample_key(i)) is None]
+    opts.begin(len(mine), "sample", done=len(mine) - len(todo))
+    for n, i in enumerate(todo, start=1):
+        with item_seed(sample_key(i), device):
+            predictions = predict_sample(model, dataset[i], device, opts.threshold, amp=bool(opts.amp))
+        session.save(sample_key(i), {"predictions": predictions})
+        opts.note(f"[{n}/{len(todo)}] sample {i}")
+    records = session.collect(keys)
+    if records is None:
+        return None
+    return [p for key in keys for p in records[key]["predictions"]]
 
 
 def gt_subset(gt: dict[str, Any], image_ids: set) -> dict[str, Any]:
@@ -119,37 +141,43 @@ def score_predictions(gt_path: Path, predictions: list[dict[str, Any]], opts: Be
     return metrics
 
 
-def run_a2d(model: nn.Module, opts: BenchmarkOptions) -> dict[str, Any]:
+def run_a2d(model: nn.Module, opts: BenchmarkOptions) -> dict[str, Any] | None:
     from vdit.data.a2d import A2D_TEST_GT_JSON, A2DSentencesDataset
 
     opts = opts.for_model(model)
     split = opts.split or A2D_SPLIT
     dataset = A2DSentencesDataset(opts.data_root, split, transform=eval_transform("a2d", opts), sampling="window")
-    predictions = predict_dataset(model, dataset, opts)
+    predictions = predict_dataset(model, dataset, opts, "a2d")
+    if predictions is None:  # not rank 0: rank 0 scores
+        return None
     return {"split": split, **score_predictions(opts.data_root / A2D_TEST_GT_JSON, predictions, opts, True)}
 
 
-def run_jhmdb(model: nn.Module, opts: BenchmarkOptions) -> dict[str, Any]:
+def run_jhmdb(model: nn.Module, opts: BenchmarkOptions) -> dict[str, Any] | None:
     from vdit.data.jhmdb import JHMDB_GT_JSON, JHMDBSentencesDataset
 
     opts = opts.for_model(model)
     dataset = JHMDBSentencesDataset(opts.data_root, data_root=opts.jhmdb_data_root,
                                     transform=eval_transform("jhmdb", opts))
-    predictions = predict_dataset(model, dataset, opts)
+    predictions = predict_dataset(model, dataset, opts, "jhmdb")
+    if predictions is None:
+        return None
     return score_predictions(opts.data_root / JHMDB_GT_JSON, predictions, opts, True)
 
 
-def run_refcoco(model: nn.Module, opts: BenchmarkOptions) -> dict[str, Any]:
+def run_refcoco(model: nn.Module, opts: BenchmarkOptions) -> dict[str, Any] | None:
     from vdit.data.refcoco import RefCOCODataset, converted_json_path
 
     opts = opts.for_model(model)
     split = opts.split or REFCOCO_SPLIT
     dataset = RefCOCODataset(opts.data_root, opts.refcoco_set, split, transform=eval_transform("refcoco", opts),
                              num_frames=1)
-    predictions = predict_dataset(model, dataset, opts)
+    predictions = predict_dataset(model, dataset, opts, "refcoco")
+    if predictions is None:
+        return None
     gt_path = converted_json_path(opts.data_root, opts.refcoco_set, split)
     return {"dataset": opts.refcoco_set, "split": split, **score_predictions(gt_path, predictions, opts, False)}
 
 
 __all__ = ["run_a2d", "run_jhmdb", "run_refcoco", "predict_sample", "predict_dataset", "encode_rle", "gt_subset",
-           "score_predictions"]
+           "sample_key", "score_predictions"]

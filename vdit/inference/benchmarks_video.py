@@ -17,10 +17,16 @@ Ref-DAVIS17 (`run_ref_davis`): 36-frame clips, query chosen per clip; per annota
 background plane is prepended, the argmax over [bg, obj_1..obj_N] gives the label map, written as a
 palette PNG under `DVS_Annotations/anno_{a}/<video>/<frame>.png`. Each set is scored with the DAVIS
 unsupervised evaluator against the raw DAVIS folder and the four summaries are averaged.
+
+Each video is one item of the run's `EvalSession` (vdit.inference.benchmarks): under torchrun every rank
+segments its share and records each finished video (Ref-YTVOS: with its expressions' J and F); rank 0
+merges the records in dataset order, writes the zip / meta file and scores. `submission.zip` is written
+reproducibly (entries sorted, fixed timestamps), so the same masks always give the same bytes.
 """
 from __future__ import annotations
 
 import shutil
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,7 +44,7 @@ from vdit.data.ytvos import (FRAME_EXT, MASK_EXT, ExpressionRecord, RefVideoData
 from vdit.errors import DataError, EvaluationError
 from vdit.evaluation.jf import frame_jf
 from vdit.evaluation.ytvos_submission import SUBMISSION_DIR
-from vdit.inference.benchmarks import VIDEO_MAX_SIZE, BenchmarkOptions, limited, write_json
+from vdit.inference.benchmarks import VIDEO_MAX_SIZE, BenchmarkOptions, item_seed, limited, session_of, write_json
 from vdit.inference.predictor import MODEL_SHORT_SIDE, VDITPredictor
 from vdit.inference.windows import DAVIS_WINDOW
 
@@ -54,18 +60,30 @@ DAVIS_GT_DIR = "DAVIS"  # raw DAVIS folder beside the converted tree (convert_da
 DAVIS_BACKGROUND_PROB = 0.1
 # Problems of an invalid submission copied into metrics.json (the validator lists all of them).
 MAX_LISTED_PROBLEMS = 20
+# Timestamp of every submission.zip entry (the zip format's earliest date): the same masks, the same bytes.
+ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 
 
 # ------------------------------------------------------------------------------------------------ shared
 
 
-def fresh_output_folder(folder: Path) -> Path:
-    """Remove what an earlier run left in one of our prediction folders (stale masks would be zipped and
-    scored with the new ones) and create it empty."""
-    if folder.is_dir():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    return folder
+def zip_submission_reproducible(out_dir: Path, zip_path: Path) -> Path:
+    """`out_dir/Annotations/**.png` into `zip_path` as entries ``Annotations/<video>/<exp>/<frame>.png``
+    (the layout of `vdit.evaluation.ytvos_submission.zip_submission`), sorted, with fixed timestamps and
+    permissions, so that equal masks give a byte-identical zip whichever process wrote them and when.
+    Written to a temporary name and renamed."""
+    root = out_dir / SUBMISSION_DIR
+    if not root.is_dir():
+        raise EvaluationError(f"nothing to zip: {root} does not exist")
+    tmp = zip_path.with_name(f".{zip_path.name}.tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(root.rglob("*.png"), key=lambda p: p.relative_to(out_dir).as_posix()):
+            info = zipfile.ZipInfo(path.relative_to(out_dir).as_posix(), date_time=ZIP_DATE_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, path.read_bytes())
+    tmp.replace(zip_path)
+    return zip_path
 
 
 def make_predictor(model: nn.Module, opts: BenchmarkOptions, window: int | None) -> VDITPredictor:
@@ -117,32 +135,48 @@ ScoreFn = Callable[[VideoRecord, ExpressionRecord, np.ndarray], "tuple[float, fl
 
 
 def segment_video_expressions(model: nn.Module, opts: BenchmarkOptions, dataset: RefVideoDataset,
-                              split_dir: Path, score: ScoreFn | None = None
-                              ) -> tuple[list[str], dict[str, list[float]]]:
+                              split_dir: Path, score: ScoreFn | None = None, benchmark: str = "ytvos"
+                              ) -> tuple[list[str], dict[str, list[float]]] | None:
     """Segment every expression of the (first `limit`) videos as one clip each and write the masks as
     `<out>/Annotations/<video>/<exp_id>/<frame>.png`. `score(video, exp, masks)` -> (J, F) or None.
-    Returns the videos done and the per-expression scores ("<video>_<exp_id>": [J, F])."""
+    This rank segments its share of the videos (skipping those an interrupted run finished); on rank 0
+    returns every video and the per-expression scores ("<video>_<exp_id>": [J, F], dataset order), on
+    the other ranks None."""
     from vdit.evaluation.ytvos_submission import write_expression_masks
 
     groups = expressions_by_video(dataset.expressions)
     videos = limited([v for v in dataset.videos if v in groups], opts.limit)
     if not videos:
         raise EvaluationError(f"no video with expressions under {split_dir}")
+    session = session_of(opts, model, benchmark)
+    session.prepare(opts.out_dir / SUBMISSION_DIR)
     predictor = make_predictor(model, opts, window=None)
-    fresh_output_folder(opts.out_dir / SUBMISSION_DIR)
-    scores: dict[str, list[float]] = {}
-    for n, vid in enumerate(videos, start=1):
+    mine = session.own(videos)
+    todo = [v for v in mine if session.finished(v) is None]
+    opts.begin(len(mine), "video", done=len(mine) - len(todo))
+    for n, vid in enumerate(todo, start=1):
         video = dataset.videos[vid]
         exps = groups[vid]
-        opts.step(f"[{n}/{len(videos)}] {vid}: segmenting {len(exps)} expression(s) on {len(video.frames)} frames")
-        result = predictor.segment(read_video(split_dir, video), [normalize_text(e.text) for e in exps])
+        # masks a killed run left of this video would be mixed with the new ones
+        shutil.rmtree(opts.out_dir / SUBMISSION_DIR / vid, ignore_errors=True)
+        opts.step(f"[{n}/{len(todo)}] {vid}: segmenting {len(exps)} expression(s) on {len(video.frames)} frames")
+        with item_seed(vid, predictor.device):
+            result = predictor.segment(read_video(split_dir, video), [normalize_text(e.text) for e in exps])
+        scores: dict[str, list[float]] = {}
         for exp, seg in zip(exps, result):
             write_expression_masks(opts.out_dir, vid, exp.exp_id, video.frames, seg.masks)
             value = score(video, exp, seg.masks) if score is not None else None
             if value is not None:
-                scores[f"{vid}_{exp.exp_id}"] = list(value)
-        opts.note(f"[{n}/{len(videos)}] {vid}: {len(exps)} expression(s), {len(video.frames)} frames")
-    return videos, scores
+                scores[f"{vid}_{exp.exp_id}"] = [float(v) for v in value]
+        session.save(vid, {"scores": scores})
+        opts.note(f"[{n}/{len(todo)}] {vid}: {len(exps)} expression(s), {len(video.frames)} frames")
+    records = session.collect(videos)
+    if records is None:
+        return None
+    merged: dict[str, list[float]] = {}
+    for vid in videos:
+        merged.update(records[vid]["scores"])
+    return videos, merged
 
 
 # ------------------------------------------------------------------------------------------------ Ref-YouTube-VOS
@@ -154,8 +188,8 @@ def ytvos_gt_masks(split_dir: Path, video: VideoRecord, exp: ExpressionRecord) -
             for f in video.frames]
 
 
-def run_ytvos(model: nn.Module, opts: BenchmarkOptions) -> dict[str, Any]:
-    from vdit.evaluation.ytvos_submission import validate_submission, zip_submission
+def run_ytvos(model: nn.Module, opts: BenchmarkOptions) -> dict[str, Any] | None:
+    from vdit.evaluation.ytvos_submission import validate_submission
 
     split = opts.split or YTVOS_SPLIT
     dataset = RefYTVOSDataset(opts.data_root, split, train=False)
@@ -169,10 +203,13 @@ def run_ytvos(model: nn.Module, opts: BenchmarkOptions) -> dict[str, Any]:
             raise EvaluationError(f"video {video.video_id}: Annotations are {gt[0].shape}, predictions {masks.shape[1:]}")
         return expression_jf(gt, masks)
 
-    videos, scores = segment_video_expressions(model, opts, dataset, split_dir, score)
+    done = segment_video_expressions(model, opts, dataset, split_dir, score, "ytvos")
+    if done is None:  # not rank 0: rank 0 merges and scores
+        return None
+    videos, scores = done
     meta_path = write_json(opts.out_dir / EVALUATED_META,
                            subset_meta(meta_expressions_path(opts.data_root, split), videos))
-    zip_path = zip_submission(opts.out_dir, opts.out_dir / SUBMISSION_ZIP)
+    zip_path = zip_submission_reproducible(opts.out_dir, opts.out_dir / SUBMISSION_ZIP)
     report = validate_submission(zip_path, meta_path, frames_root=split_dir)
     meta = load_json(meta_path)["videos"]
     metrics: dict[str, Any] = {
@@ -191,13 +228,16 @@ def run_ytvos(model: nn.Module, opts: BenchmarkOptions) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ MeViS
 
 
-def run_mevis(model: nn.Module, opts: BenchmarkOptions) -> dict[str, Any]:
+def run_mevis(model: nn.Module, opts: BenchmarkOptions) -> dict[str, Any] | None:
     from vdit.evaluation.mevis import evaluate_mevis
 
     split = opts.split or MEVIS_SPLIT
     dataset = MeViSDataset(opts.data_root, split, train=False)
     split_dir = opts.data_root / split
-    videos, _ = segment_video_expressions(model, opts, dataset, split_dir)
+    done = segment_video_expressions(model, opts, dataset, split_dir, benchmark="mevis")
+    if done is None:  # not rank 0
+        return None
+    videos, _ = done
     meta_path = write_json(opts.out_dir / EVALUATED_META, subset_meta(split_dir / META_FILE, videos))
     metrics: dict[str, Any] = {"split": split, "n_videos": len(videos), "n_expressions":
                                sum(len(v["expressions"]) for v in load_json(meta_path)["videos"].values()),
@@ -242,7 +282,7 @@ def davis_sets(expressions: Sequence[ExpressionRecord]) -> list[list[ExpressionR
     return [[e for e in ordered if int(e.exp_id) % NUM_ANNOTATION_SETS == a] for a in range(NUM_ANNOTATION_SETS)]
 
 
-def run_ref_davis(model: nn.Module, opts: BenchmarkOptions) -> dict[str, Any]:
+def run_ref_davis(model: nn.Module, opts: BenchmarkOptions) -> dict[str, Any] | None:
     from vdit.evaluation.davis import evaluate_ref_davis, make_layout
 
     split = opts.split or DAVIS_SPLIT
@@ -255,26 +295,36 @@ def run_ref_davis(model: nn.Module, opts: BenchmarkOptions) -> dict[str, Any]:
     if not videos:
         raise EvaluationError(f"no video under {split_dir}")
     palette = davis_palette(split_dir)
+    session = session_of(opts, model, "davis")
+    results_root = opts.out_dir / DAVIS_RESULTS_DIR
+    session.prepare(results_root)
     predictor = make_predictor(model, opts, window=DAVIS_WINDOW)
-    results_root = fresh_output_folder(opts.out_dir / DAVIS_RESULTS_DIR)
-    for n, vid in enumerate(videos, start=1):
+    mine = session.own(videos)
+    todo = [v for v in mine if session.finished(v) is None]
+    opts.begin(len(mine), "video", done=len(mine) - len(todo))
+    for n, vid in enumerate(todo, start=1):
         video = dataset.videos[vid]
         frames = read_video(split_dir, video)
         for a, exps in enumerate(davis_sets(groups.get(vid, []))):
             folder = results_root / f"anno_{a}" / vid
+            shutil.rmtree(folder, ignore_errors=True)  # what a killed run left of this video
             if not exps:  # no expression for this video: everything is background
                 size = frames[0].size[::-1]
                 for name in video.frames:
                     write_index_png(folder / f"{name}{MASK_EXT}", np.zeros(size, np.uint8), palette)
                 continue
             texts = [normalize_text(e.text) for e in exps]
-            for win in predictor.iter_segment(frames, texts, return_probs=True):
-                labels = merge_object_probs(win.probs, opts.threshold)
-                for i, lab in enumerate(labels):
-                    write_index_png(folder / f"{video.frames[win.start + i]}{MASK_EXT}", lab, palette)
-                opts.step(f"[{n}/{len(videos)}] {vid}: anno_{a} ({len(texts)} object(s)), frames "
-                          f"{win.end} of {len(video.frames)}")
-        opts.note(f"[{n}/{len(videos)}] {vid}: {len(groups.get(vid, []))} expression(s), {len(video.frames)} frames")
+            with item_seed(f"{vid}/anno_{a}", predictor.device):
+                for win in predictor.iter_segment(frames, texts, return_probs=True):
+                    labels = merge_object_probs(win.probs, opts.threshold)
+                    for i, lab in enumerate(labels):
+                        write_index_png(folder / f"{video.frames[win.start + i]}{MASK_EXT}", lab, palette)
+                    opts.step(f"[{n}/{len(todo)}] {vid}: anno_{a} ({len(texts)} object(s)), frames "
+                              f"{win.end} of {len(video.frames)}")
+        session.save(vid, {})
+        opts.note(f"[{n}/{len(todo)}] {vid}: {len(groups.get(vid, []))} expression(s), {len(video.frames)} frames")
+    if session.collect(videos) is None:  # not rank 0: rank 0 scores
+        return None
     result = evaluate_ref_davis(davis_root, results_root, sequences=videos if opts.limit else None)
     write_json(opts.out_dir / DAVIS_SCORES_FILE, result.to_json_dict())
     return {"split": split, "n_videos": len(videos), **result.mean,
@@ -283,4 +333,4 @@ def run_ref_davis(model: nn.Module, opts: BenchmarkOptions) -> dict[str, Any]:
 
 
 __all__ = ["run_ytvos", "run_mevis", "run_ref_davis", "merge_object_probs", "davis_sets", "davis_palette",
-           "expression_jf", "segment_video_expressions"]
+           "expression_jf", "segment_video_expressions", "zip_submission_reproducible"]

@@ -12,7 +12,6 @@ half-written model folder.
 """
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import asdict
@@ -21,6 +20,7 @@ from typing import Any, Callable
 
 import torch
 
+from vdit.data.common import dumps_json
 from vdit.engine.checkpoint import sha256_file
 from vdit.errors import ConfigError
 from vdit.mini.data import (
@@ -85,7 +85,8 @@ def save_t2v(folder: str | Path, unet: Any, vae: Any, text_encoder: Any, tokeniz
         text_encoder.save_pretrained(folder / "text_encoder")
         tokenizer.save_pretrained(folder / "tokenizer")
         DDIMScheduler(**SCHEDULER).save_pretrained(folder / "scheduler")
-    (folder / "model_index.json").write_text(json.dumps(t2v_model_index(), indent=2, sort_keys=True) + "\n")
+    (folder / "model_index.json").write_text(dumps_json(t2v_model_index(), nonfinite="error", indent=2,
+                                                        sort_keys=True) + "\n")
     return folder
 
 
@@ -149,7 +150,7 @@ class JsonlLog:
 
     def __call__(self, record: dict[str, Any]) -> None:
         record = {**record, "elapsed_s": round(time.perf_counter() - self.start, 1)}
-        self.file.write(json.dumps(record) + "\n")
+        self.file.write(dumps_json(record) + "\n")  # a diverged loss is null, the line stays JSON
         self.file.flush()
 
     def close(self) -> None:
@@ -245,7 +246,7 @@ def build_mini_foundation(
             "versions": _versions(),
             "files": file_table(staging),
         }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        (staging / MANIFEST).write_text(dumps_json(manifest, indent=2) + "\n")
         walls["total"] = time.perf_counter() - t0
         log({"stage": "all", "event": "done", "wall_s": {k: round(v, 1) for k, v in walls.items()}})
     finally:

@@ -133,7 +133,10 @@ def train_mini(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
     trainer.on_step_end = on_step_end
     result = trainer.fit()
     weights = run_dir / HEAD_SUBDIR
-    trainer.model.save_pretrained(weights)
+    trainer.model.save_pretrained(weights, card=head_card_info(
+        source=f"Trained with `vdit mini train` ({result.state.global_step} optimizer steps of the "
+               f"`{MINI_PRESET}` preset, seed {cfg.train.seed}) on the generated benchmark; foundation "
+               "models frozen."))
     return MiniTrainResult(run_dir, weights, result.state.global_step, result.final_dir is not None,
                            round(time.perf_counter() - start, 1))
 
@@ -176,10 +179,11 @@ def load_head(weights: str | Path | None = None, device: str = "cpu") -> torch.n
 
 def evaluate_mini(model: torch.nn.Module | str | Path | None, data_root: str | Path, out_dir: str | Path,
                   splits: Sequence[str] = EVAL_SPLITS, limit: int | None = None, device: str = "cpu",
-                  progress: Callable[[str], None] | None = None) -> dict[str, dict[str, Any]]:
+                  progress: Callable[[str], None] | None = None, tracker: Any = None) -> dict[str, dict[str, Any]]:
     """J&F of a head (model, save_pretrained folder, or None = built-in) on each split, with the
     Ref-YouTube-VOS protocol at the benchmark's native size. Writes `<out_dir>/<split>/metrics.json`
-    and `<out_dir>/mini_scores.json`; returns {split: {"J&F", "J", "F", "n_expressions", "by_kind"}}."""
+    and `<out_dir>/mini_scores.json`; returns {split: {"J&F", "J", "F", "n_expressions", "by_kind"}}.
+    `progress(line)` per finished video, `tracker` a progress bar (BenchmarkOptions.tracker)."""
     from vdit.inference.benchmarks import BenchmarkOptions, run_benchmark, write_json
 
     if isinstance(model, (str, Path)):  # before the benchmark is generated (~30 s) and never via the Hub
@@ -198,7 +202,8 @@ def evaluate_mini(model: torch.nn.Module | str | Path | None, data_root: str | P
         raise ConfigError(f"the benchmark at {data_root} has no videos in {list(splits)}")
     for split in todo:
         opts = BenchmarkOptions(data_root=data_root, out_dir=out_dir / split, split=split, limit=limit,
-                                short_side=side, max_size=0, device=device, amp=False, progress=progress)
+                                short_side=side, max_size=0, device=device, amp=False, progress=progress,
+                                tracker=tracker)
         metrics = run_benchmark("ytvos", model, opts)
         if "J&F" not in metrics:
             raise ConfigError(f"split {split!r} of {data_root} has no Annotations to score against")
@@ -221,10 +226,70 @@ def format_scores(scores: dict[str, dict[str, Any]]) -> str:
 # ---------------------------------------------------------------------------------------------- shipping
 
 
-def ship_head(weights_dir: str | Path, dest: str | Path | None = None) -> Path:
+# How the model cards of miniature-world heads name the benchmark splits they were scored on.
+CARD_SPLIT_NAMES = {"valid": "miniature world, valid", "heldout": "miniature world, heldout (unseen colour+shape)"}
+BUILTIN_NOTE = ("This is vdit's built-in model: `vdit segment` without `--weights`, `vdit demo` and "
+                "`VDITPredictor()` use it. Its `config.json` names the foundation folders package-relatively "
+                "(`vdit-package:assets/mini/foundation/...`), so it loads wherever vdit is installed; "
+                "`foundation.sha256` is the fingerprint of the foundation weights it was trained on.")
+
+
+# The shipped head's card (vdit/assets/mini/head/README.md, written by `write_shipped_head_card`): its
+# scores on all valid / heldout videos and its recipe, as measured in docs/miniature.md ("Measured
+# results"); `vdit mini train --ship` replaces the card with the new head's own.
+SHIPPED_HEAD_SCORES = {"valid": {"J&F": 0.379, "J": 0.350, "F": 0.409},
+                       "heldout": {"J&F": 0.364, "J": 0.351, "F": 0.376}}
+SHIPPED_HEAD_SOURCE = ("Trained with `vdit mini train --threads 1` (the `mini_synthetic` preset: lr 8e-4, batch 4 x 2 "
+                       "frames, seed 42, 2000 optimizer steps) on the shipped foundation and the distinct-colour "
+                       "generated benchmark; scored on all valid and heldout videos (docs/miniature.md).")
+
+
+def head_card_info(source: str | None = None, scores: dict[str, dict[str, Any]] | None = None,
+                   builtin: bool = False) -> Any:
+    """The model card facts of a miniature-world head (`vdit.models.model_card.ModelCardInfo`); `scores`
+    as `evaluate_mini` returns them (fractions)."""
+    from vdit.models.model_card import ModelCardInfo
+
+    table = {CARD_SPLIT_NAMES.get(split, split): {k: s[k] for k in SCORE_KEYS if k in s}
+             for split, s in (scores or {}).items()}
+    return ModelCardInfo(title="VD-IT, miniature world (vdit built-in model)" if builtin else None, source=source,
+                         scores=table, location="vdit/assets/mini/head" if builtin else None,
+                         notes=(BUILTIN_NOTE,) if builtin else ())
+
+
+def write_head_card(folder: str | Path, source: str | None = None, scores: dict[str, dict[str, Any]] | None = None,
+                    builtin: bool = False) -> Path | None:
+    """(Re)write the model card of a head folder from its config.json and weights file."""
+    from safetensors import safe_open
+
+    from vdit.config import ModelConfig, from_dict
+    from vdit.models.model_card import write_model_card
+    from vdit.models.vdit import CONFIG_NAME, WEIGHTS_NAME
+
+    folder = Path(folder)
+    with safe_open(str(folder / WEIGHTS_NAME), framework="pt") as f:
+        count = sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
+    # the config as stored (package-relative foundation paths stay markers, not this machine's paths)
+    cfg = from_dict(ModelConfig, json.loads((folder / CONFIG_NAME).read_text())["model"])
+    return write_model_card(folder, cfg, count, head_card_info(source, scores, builtin))
+
+
+def write_shipped_head_card() -> Path | None:
+    """The built-in head's model card, from its files and the measured figures above."""
+    from vdit.inference.predictor import BUILTIN_WEIGHTS_DIR
+
+    return write_head_card(BUILTIN_WEIGHTS_DIR, source=SHIPPED_HEAD_SOURCE, scores=SHIPPED_HEAD_SCORES, builtin=True)
+
+
+def ship_head(weights_dir: str | Path, dest: str | Path | None = None,
+              scores: dict[str, dict[str, Any]] | None = None, source: str | None = None) -> Path:
     """Copy a trained head into the package (default `vdit/assets/mini/head`) with its foundation paths
     rewritten as package-relative markers (`vdit-package:assets/mini/foundation/t2v`), so the built-in
-    model loads wherever vdit is installed. The head must have been trained on the shipped foundation."""
+    model loads wherever vdit is installed, and its model card (README.md: `scores` as `evaluate_mini`
+    returns them, `source` where it comes from). The head must have been trained on the shipped
+    foundation."""
+    from vdit.data.common import dumps_json
+
     import vdit
     from vdit.inference.predictor import BUILTIN_FOUNDATION_RECORD, BUILTIN_WEIGHTS_DIR, foundation_fingerprint
     from vdit.models.vdit import CONFIG_NAME, PACKAGE_PATH_MARKER, WEIGHTS_NAME, resolve_package_path
@@ -245,10 +310,11 @@ def ship_head(weights_dir: str | Path, dest: str | Path | None = None) -> Path:
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     shutil.copy2(src / WEIGHTS_NAME, tmp / WEIGHTS_NAME)
-    (tmp / CONFIG_NAME).write_text(json.dumps(data, indent=2) + "\n")
+    (tmp / CONFIG_NAME).write_text(dumps_json(data, nonfinite="error", indent=2) + "\n")
     # lets the loader refuse the head once the shipped foundation weights are replaced
     root = Path(resolve_package_path(foundation["t2v"])).parent
     (tmp / BUILTIN_FOUNDATION_RECORD).write_text(foundation_fingerprint(root) + "\n")
+    write_head_card(tmp, source=source, scores=scores, builtin=dest == BUILTIN_WEIGHTS_DIR)
     if dest.exists():
         shutil.rmtree(dest)
     tmp.rename(dest)

@@ -96,3 +96,30 @@ def test_print_config(engine_tiny_root, capsys):
     cfg = yaml.safe_load(capsys.readouterr().out)
     assert cfg["train"]["epochs"] == 12 and cfg["train"]["grad_accum"] == 2
     assert cfg["train"]["lr_drops"] == [8, 10]
+
+
+class _Terminal:
+    """A stderr that says it is a terminal and keeps what is written to it."""
+
+    def __init__(self):
+        self.text = []
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        self.text.append(s)
+        return len(s)
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_step_bar_on_a_terminal_unless_quiet(engine_tiny_root, engine_synth_root, tmp_path, monkeypatch, quiet):
+    term = _Terminal()
+    monkeypatch.setattr("sys.stderr", term)
+    args = tiny_args(engine_tiny_root, engine_synth_root, tmp_path / "run", "train.epochs=1", "data.max_samples=2")
+    assert main(args + (["--quiet"] if quiet else [])) == 0
+    drawn = "".join(term.text)
+    assert ("epoch 1/1" in drawn) is not quiet

@@ -170,7 +170,7 @@ def run_train(args: argparse.Namespace) -> int:
     check_output_dir(args.out)
     cfg = mini_run_config(args.foundation, _data_dir(args), args.overrides, steps=args.steps, seed=args.seed,
                           control=args.control)
-    result = train_mini(cfg, args.out, resume=args.resume)
+    result = train_mini(cfg, args.out, resume=args.resume, progress=not args.quiet)
     print(f"trained {result.steps} steps in {result.wall_s:.0f}s"
           f"{'' if result.finished_schedule else ' (stopped by --steps)'}; head in {result.weights_dir}")
     scores = None

@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="initialise from pre-trained weights (a run folder, a save_pretrained folder or a checkpoint)")
     p.add_argument("--list-presets", action="store_true", help="list the training presets and exit")
     p.add_argument("--print-config", action="store_true", help="print the resolved config (YAML) and exit")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar (there is none anyway when stderr is not a terminal)")
     p.set_defaults(func=run)
 
 
@@ -127,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     check_run_inputs(cfg, run_dir)
     try:
-        trainer = Trainer(cfg, run_dir, resume=ckpt)
+        trainer = Trainer(cfg, run_dir, resume=ckpt, progress=not args.quiet)
         result = trainer.fit()
         if trainer.dist.is_main:
             where = result.final_dir or result.last_checkpoint

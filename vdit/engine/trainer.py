@@ -205,8 +205,10 @@ class Trainer:
     """One training run on this process (see the module docstring)."""
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path, resume: Checkpoint | None = None,
-                 dist_info: du.DistInfo | None = None):
+                 dist_info: du.DistInfo | None = None, progress: bool = True):
+        """`progress=False` hides the step bar (`--quiet`); it is shown only on a terminal anyway."""
         cfg.validate()
+        self.progress = progress
         self.cfg = cfg
         self.tc = cfg.train
         self.run_dir = Path(run_dir)
@@ -468,7 +470,7 @@ class Trainer:
                 start = st.batch_in_epoch
                 loader = self._loader(epoch, start)
                 bar = tqdm(total=len(self.sampler) // tc.grad_accum, initial=start // tc.grad_accum,
-                           desc=f"epoch {epoch + 1}/{tc.epochs}", disable=True if not self.dist.is_main else None,
+                           desc=f"epoch {epoch + 1}/{tc.epochs}", disable=True if not (self.dist.is_main and self.progress) else None,
                            dynamic_ncols=True, leave=False)
                 window: list[dict[str, float]] = []
                 bad: list[str] = []

@@ -113,7 +113,7 @@ def check_foundation(cfg: RunConfig) -> None:
 
 
 def train_mini(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
-               on_step_end: Callable[[Any], None] | None = None) -> MiniTrainResult:
+               on_step_end: Callable[[Any], None] | None = None, progress: bool = True) -> MiniTrainResult:
     """Train with vdit's Trainer; the head is saved to `<run_dir>/head` (save_pretrained) at the end,
     also when `train.max_steps` stopped the schedule early. `resume=True` continues `<run_dir>`."""
     from vdit.engine.checkpoint import CHECKPOINTS_DIR, LATEST, open_checkpoint
@@ -129,7 +129,7 @@ def train_mini(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
             raise ConfigError(f"--resume: {run_dir} holds no checkpoint ({latest} missing)")
         ckpt = open_checkpoint(run_dir / CHECKPOINTS_DIR / latest.read_text().strip())
     start = time.perf_counter()
-    trainer = Trainer(cfg, run_dir, resume=ckpt)
+    trainer = Trainer(cfg, run_dir, resume=ckpt, progress=progress)
     trainer.on_step_end = on_step_end
     result = trainer.fit()
     weights = run_dir / HEAD_SUBDIR

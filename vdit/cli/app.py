@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vdit.app.ui import launch_app, require_gradio
-    from vdit.cli.segment import _check_weights
+    from vdit.cli.checks import check_weights
 
     require_gradio()  # before loading the model: the missing extra is the likeliest first error
     if args.window is not None and args.window < 0:
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--max-frames must be >= 1, got {args.max_frames}")
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port must be in 0..65535, got {args.port}")
-    _check_weights(args.weights)
+    check_weights(args.weights)
     # `kill` (SIGTERM) ends the server like Ctrl-C, so the run folders are removed at exit
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     try:

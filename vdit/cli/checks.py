@@ -118,6 +118,17 @@ def check_weights_foundation(weights: str | Path, overrides: dict[str, str] | No
                                      "--foundation KEY=PATH or --foundation-root DIR)")
 
 
+def check_weights(weights: str | Path | None, foundation: dict[str, str] | None = None) -> None:
+    """A `--weights` folder (None: the built-in model) and the foundation folders its config names (with
+    `foundation` overrides) exist, before anything loads."""
+    if weights is None:
+        from vdit.inference.predictor import check_builtin_weights
+
+        check_weights_foundation(check_builtin_weights(), foundation)
+        return
+    check_weights_foundation(check_weights_dir(weights), foundation)
+
+
 def check_text_length(texts: Sequence[str], limit: int = MAX_TEXT_CHARS) -> None:
     """Every text is at most `limit` characters (InputError naming the first that is not)."""
     for i, text in enumerate(texts):

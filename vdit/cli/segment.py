@@ -75,20 +75,8 @@ def _foundation_overrides(items: list[str]) -> dict[str, str]:
     return out
 
 
-def _check_weights(weights: str | None, foundation: dict[str, str]) -> None:
-    """The weights folder (or the built-in model) and the foundation folders its config names exist."""
-    from vdit.cli.checks import check_weights_dir, check_weights_foundation
-
-    if weights is None:
-        from vdit.inference.predictor import check_builtin_weights
-
-        check_weights_foundation(check_builtin_weights(), foundation)
-        return
-    check_weights_foundation(check_weights_dir(weights), foundation)
-
-
 def run(args: argparse.Namespace) -> int:
-    from vdit.cli.checks import check_output_dir, check_text_length
+    from vdit.cli.checks import check_output_dir, check_text_length, check_weights
     from vdit.cli.progress import Progress, progress_enabled
     from vdit.data.transforms import EVAL_MAX_SIZE
     from vdit.inference.batch import BATCH_SUMMARY, expected_frames, list_inputs, output_names, segment_videos
@@ -104,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     texts = normalize_texts(args.text)
     check_text_length(texts)
     foundation = _foundation_overrides(args.foundation)
-    _check_weights(args.weights, foundation)
+    check_weights(args.weights, foundation)
     out = check_output_dir(args.out)
     if args.videos is not None:
         paths = list_inputs(args.videos)

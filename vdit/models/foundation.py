@@ -220,6 +220,7 @@ def build_foundation_random(
     dtype: torch.dtype | None = None,
     device: str | torch.device = "cpu",
     seed: int = 0,
+    overrides: dict[str, dict[str, Any]] | None = None,
 ) -> Foundation:
     """The foundation models of an architecture with the libraries' random initialisation, built in
     memory (no files): for benchmarks and memory/FLOP accounting at the real widths without weights.
@@ -229,25 +230,45 @@ def build_foundation_random(
     real tokenizers', but sequence shapes do not (the T2V prompt is always padded to 77 tokens; RoBERTa
     sees one token per word or byte), so compute and memory are those of the real models. Models are
     initialised in fp32 (the libraries' init needs it) one at a time and then cast to `dtype`, so the
-    transient fp32 copy is one model, not the whole foundation.
+    transient fp32 copy is one model, not the whole foundation. `overrides` replaces entries of the
+    architecture per model, e.g. `{"clip_vision": {"num_hidden_layers": 2}}` (the shallow-encoder setting
+    of bench/cpu_official_setting.py).
     """
     from vdit.testing import build_clip_tokenizer, build_roberta_tokenizer
 
     clip_tok, rob_tok = build_clip_tokenizer(), build_roberta_tokenizer()
     torch.manual_seed(seed)
     return _build_foundation(arch_name, torch.device(device), vocab=None, dtype=dtype,
-                             tokenizers=(clip_tok, rob_tok))
+                             tokenizers=(clip_tok, rob_tok), overrides=overrides)
+
+
+def arch_with_overrides(arch_name: str, overrides: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """The architecture table of `arch_name` with `overrides` ({model: {key: value}}) applied to a copy;
+    an unknown model or key is a ConfigError (a typo must not silently build the stock model)."""
+    from vdit.errors import ConfigError
+
+    table = {name: dict(entry) for name, entry in arch(arch_name).items()}
+    for name, entries in (overrides or {}).items():
+        if name not in table:
+            raise ConfigError(f"architecture override for unknown model {name!r}; known: {sorted(table)}")
+        unknown = sorted(set(entries) - set(table[name]))
+        if unknown:
+            raise ConfigError(f"architecture override of {name}: unknown keys {unknown}")
+        table[name].update(entries)
+    return table
 
 
 def _build_foundation(arch_name: str, device: torch.device, vocab: int | None,
-                      dtype: torch.dtype | None = None, tokenizers: tuple[Any, Any] | None = None) -> Foundation:
-    """Build every foundation model of `arch_name` from its published architecture on `device`.
-    Vocabulary sizes an arch leaves open (None) come from `vocab` or, failing that, the tokenizers."""
+                      dtype: torch.dtype | None = None, tokenizers: tuple[Any, Any] | None = None,
+                      overrides: dict[str, dict[str, Any]] | None = None) -> Foundation:
+    """Build every foundation model of `arch_name` (with `overrides`, see `arch_with_overrides`) from its
+    published architecture on `device`. Vocabulary sizes an arch leaves open (None) come from `vocab` or,
+    failing that, the tokenizers."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet3DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVisionModel, RobertaConfig
     from transformers import RobertaModel
 
-    a = arch(arch_name)
+    a = arch_with_overrides(arch_name, overrides)
     clip_tok, rob_tok = tokenizers if tokenizers is not None else (None, None)
     text_vocab = vocab or (len(clip_tok) if clip_tok is not None else None)
     rob_vocab = vocab or (len(rob_tok) if rob_tok is not None else None)

@@ -214,20 +214,24 @@ class VDIT(nn.Module):
         valid_indices: list[list[int]] | None = None,
         visual: VisualFeatures | None = None,
         mask_queries: str = "best",
+        check_values: bool = True,
     ) -> dict[str, Any]:
         """frames [B,T,3,H,W] ImageNet-normalised; texts: one per clip; pad_mask [B,T,H,W] (True = pad);
         sizes [B,2] unpadded (h, w). With `targets` (masks/boxes/valid [+valid_indices]) the outputs are
         the training outputs of SetCriterion; without, inference outputs (`mask_queries` = "best": the
         query with the highest mean score over frames, M [B,T,H,W]; "all": M for every query [B,T,Q,H,W]).
         `visual` = precomputed `backbone.encode_visual(frames)` (shared by several sentences of a video).
-        In eval on the CPU (no autograd, fp32) linears and convolutions run the kernels of
-        `vdit.models.ops.cpu_kernels` (same maths, faster GEMMs; issue 16).
+        `check_values=False` skips the one check of input values (frames finite): it reads a flag back
+        from the device, i.e. the host waits; for callers whose frames are finite by construction (e.g.
+        made from 8-bit images). In eval on the CPU (no autograd, fp32) linears and convolutions run the
+        kernels of `vdit.models.ops.cpu_kernels` (same maths, faster GEMMs; issue 16).
         """
-        with cpu_inference_kernels(frames.device if isinstance(frames, torch.Tensor) else None):
-            return self._forward(frames, texts, pad_mask, sizes, targets, valid_indices, visual, mask_queries)
+        with cpu_inference_kernels(frames.device if isinstance(frames, torch.Tensor) else None, self):
+            return self._forward(frames, texts, pad_mask, sizes, targets, valid_indices, visual, mask_queries,
+                                 check_values)
 
-    def _forward(self, frames, texts, pad_mask, sizes, targets, valid_indices, visual, mask_queries):
-        frames, pad_mask, sizes = self._check_inputs(frames, texts, pad_mask, sizes)
+    def _forward(self, frames, texts, pad_mask, sizes, targets, valid_indices, visual, mask_queries, check_values):
+        frames, pad_mask, sizes = self._check_inputs(frames, texts, pad_mask, sizes, check_values)
         texts = check_texts(texts, frames.shape[0])
         if self.cfg.text_blind:
             texts = [BLIND_TEXT] * len(texts)
@@ -330,7 +334,7 @@ class VDIT(nn.Module):
 
     # ------------------------------------------------------------------ input handling
 
-    def _check_inputs(self, frames, texts, pad_mask, sizes):
+    def _check_inputs(self, frames, texts, pad_mask, sizes, check_values=True):
         if not isinstance(frames, torch.Tensor) or frames.dim() != 5:
             shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
             raise InputError(f"frames must be a [B,T,3,H,W] tensor, got {shape}")
@@ -342,14 +346,16 @@ class VDIT(nn.Module):
             raise InputError(f"empty input: {b} clips of {t} frames")
         if h < MIN_SIDE or w < MIN_SIDE:
             raise InputError(f"frames are {h}x{w}; the UNet needs at least {MIN_SIDE}x{MIN_SIDE} pixels")
-        if not torch.isfinite(frames).all():
+        if check_values and not torch.isfinite(frames).all():
             raise InputError("frames contain NaN or Inf values")
         if pad_mask is None:
             pad_mask = torch.zeros((b, t, h, w), dtype=torch.bool, device=frames.device)
         elif pad_mask.shape != (b, t, h, w):
             raise InputError(f"pad_mask must be [B,T,H,W] = {(b, t, h, w)}, got {tuple(pad_mask.shape)}")
         if sizes is None:
-            sizes = (~pad_mask[:, 0]).flatten(1).new_tensor([[h, w]] * b, dtype=torch.long)
+            # filled on the device (a tensor built from a Python list would be a blocking upload)
+            sizes = torch.full((b, 2), h, dtype=torch.long, device=frames.device)
+            sizes[:, 1] = w
         return frames, pad_mask, sizes.to(frames.device)
 
     @staticmethod

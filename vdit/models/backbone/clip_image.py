@@ -36,9 +36,17 @@ def clip_preprocess_fast(images01: torch.Tensor, spec: ClipImageSpec) -> torch.T
     top = (nh - spec.crop_height) // 2
     left = (nw - spec.crop_width) // 2
     x = x[:, :, top : top + spec.crop_height, left : left + spec.crop_width]
-    mean = torch.tensor(spec.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    mean, std = _channel_constant(spec.mean, x), _channel_constant(spec.std, x)
     return ((x - mean) / std).to(images01.dtype)
+
+
+def _channel_constant(values: tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
+    """[1,3,1,1] constant on `like`'s device and dtype, filled there: a tensor built from a Python list on
+    an accelerator is a blocking upload (the host waits for the device's queue); the values are the same."""
+    out = like.new_empty(len(values))
+    for i, v in enumerate(values):
+        out[i] = float(v)
+    return out.view(1, -1, 1, 1)
 
 
 def official_clip_ints(x: torch.Tensor) -> torch.Tensor:

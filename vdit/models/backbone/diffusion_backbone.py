@@ -26,6 +26,7 @@ from vdit.models.backbone.clip_image import clip_preprocess_fast, clip_preproces
 from vdit.models.backbone.noise import VideoNoise, add_noise, make_noise, step_to_timestep
 from vdit.models.backbone.prompt import TextGuidedProjection
 from vdit.models.backbone.unet_features import unet_taps
+from vdit.models.ops.cpu_kernels import cpu_inference_kernels
 from vdit.models.foundation import Foundation
 from vdit.models import precision
 from vdit.models.text_cache import TextFeatureCache, autocast_key, usable
@@ -134,6 +135,10 @@ class DiffusionBackbone(nn.Module):
     @torch.no_grad()
     def encode_visual(self, frames: torch.Tensor, sample_latent: bool | None = None) -> VisualFeatures:
         """frames [B,T,3,H,W] ImageNet-normalised -> the text-independent features."""
+        with cpu_inference_kernels(frames.device, self):
+            return self._encode_visual(frames)
+
+    def _encode_visual(self, frames: torch.Tensor) -> VisualFeatures:
         b, t = frames.shape[:2]
         x01 = (frames.flatten(0, 1) * self.pixel_std + self.pixel_mean).clamp(0, 1)
         x = 2 * x01 - 1

@@ -92,9 +92,11 @@ class DeformableEncoderLayer(nn.Module):
         spatial_shapes: Tensor,
         level_start_index: Tensor,
         padding_mask: Tensor | None,
+        check_values: bool = True,
     ) -> Tensor:
         attended = self.self_attn(
-            _with_pos(src, pos), reference_points, src, spatial_shapes, level_start_index, padding_mask
+            _with_pos(src, pos), reference_points, src, spatial_shapes, level_start_index, padding_mask,
+            check_values=check_values,
         )
         src = self.norm1(src + self.dropout1(attended))
         return _ffn(src, self.linear1, self.linear2, self.dropout2, self.dropout3, self.norm2)
@@ -126,13 +128,14 @@ class DeformableDecoderLayer(nn.Module):
         spatial_shapes: Tensor,
         level_start_index: Tensor,
         memory_padding_mask: Tensor | None,
+        check_values: bool = True,
     ) -> Tensor:
         q = k = _with_pos(tgt, query_pos).transpose(0, 1)  # MultiheadAttention is sequence-first
         attended = self.self_attn(q, k, tgt.transpose(0, 1), need_weights=False)[0].transpose(0, 1)
         tgt = self.norm2(tgt + self.dropout2(attended))
         attended = self.cross_attn(
             _with_pos(tgt, query_pos), reference_points, memory, spatial_shapes, level_start_index,
-            memory_padding_mask,
+            memory_padding_mask, check_values=check_values,
         )
         tgt = self.norm1(tgt + self.dropout1(attended))
         return _ffn(tgt, self.linear1, self.linear2, self.dropout3, self.dropout4, self.norm3)
@@ -156,6 +159,20 @@ def encoder_reference_points(spatial_shapes: list[tuple[int, int]], valid_ratios
         per_level.append(torch.stack((ref_x, ref_y), dim=-1))
     reference = torch.cat(per_level, dim=1)  # [N, S, 2]
     return reference[:, :, None] * valid_ratios[:, None]
+
+
+def long_tensor(values: list, device: torch.device) -> Tensor:
+    """``torch.tensor(values, dtype=long, device=device)`` without a host-to-device copy off the CPU: a
+    blocking upload from pageable memory makes the host wait for the device's queue; filling an empty
+    tensor element by element passes the values as kernel arguments instead."""
+    if torch.device(device).type in ("cpu", "meta"):
+        return torch.tensor(values, dtype=torch.long, device=device)
+    rows = [tuple(v) if isinstance(v, (tuple, list)) else (v,) for v in values]
+    out = torch.empty((len(rows), len(rows[0])), dtype=torch.long, device=device)
+    for i, row in enumerate(rows):
+        for j, v in enumerate(row):
+            out[i, j] = int(v)
+    return out if isinstance(values[0], (tuple, list)) else out[:, 0]
 
 
 def valid_ratios_of(mask: Tensor) -> Tensor:
@@ -184,11 +201,18 @@ class DeformableTransformerEncoder(nn.Module):
         valid_ratios: Tensor,
         pos: Tensor,
         padding_mask: Tensor,
+        shapes: list[tuple[int, int]] | None = None,
     ) -> Tensor:
-        shapes = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
+        """``shapes``: the levels' (h, w) as Python ints, when the caller knows them (then
+        ``spatial_shapes`` and ``level_start_index`` are taken to match them, and nothing reads tensor
+        values back to the host); without, they are read from ``spatial_shapes`` and every attention
+        call checks its inputs' values."""
+        check_values = shapes is None
+        if shapes is None:
+            shapes = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
         reference_points = encoder_reference_points(shapes, valid_ratios)
         for layer in self.layers:
-            src = layer(src, pos, reference_points, spatial_shapes, level_start_index, padding_mask)
+            src = layer(src, pos, reference_points, spatial_shapes, level_start_index, padding_mask, check_values)
         return src
 
 
@@ -217,7 +241,10 @@ class DeformableTransformerDecoder(nn.Module):
         valid_ratios: Tensor,
         query_pos: Tensor,
         memory_padding_mask: Tensor,
+        check_values: bool = True,
     ) -> tuple[Tensor, Tensor]:
+        """``check_values=False``: ``spatial_shapes`` / ``level_start_index`` are known to match the
+        memory (built by :class:`DeformableTransformer`), so the attention calls do not read them back."""
         if self.bbox_embed is not None and len(self.bbox_embed) < len(self.layers):
             raise ConfigError(
                 f"deformable decoder: bbox_embed has {len(self.bbox_embed)} heads for {len(self.layers)} layers"
@@ -230,7 +257,8 @@ class DeformableTransformerDecoder(nn.Module):
             else:
                 scale = valid_ratios
             level_refs = reference_points[:, :, None] * scale[:, None]
-            tgt = layer(tgt, query_pos, level_refs, memory, spatial_shapes, level_start_index, memory_padding_mask)
+            tgt = layer(tgt, query_pos, level_refs, memory, spatial_shapes, level_start_index, memory_padding_mask,
+                        check_values)
             if self.bbox_embed is not None:
                 reference_points = refine_reference(self.bbox_embed[lid](tgt), reference_points).detach()
             outputs.append(tgt)
@@ -317,16 +345,18 @@ class DeformableTransformer(nn.Module):
             [p.flatten(2).transpose(1, 2) + self.level_embed[lvl].view(1, 1, -1) for lvl, p in enumerate(pos_embeds)],
             dim=1,
         )
-        spatial_shapes = torch.as_tensor(shapes, dtype=torch.long, device=device)
-        sizes = spatial_shapes.prod(1)
-        level_start_index = torch.cat((sizes.new_zeros(1), sizes.cumsum(0)[:-1]))
+        # Built from the Python shapes with fills, not uploaded: no host-device sync (issue 16).
+        spatial_shapes = long_tensor(shapes, device)
+        level_start_index = long_tensor([sum(h * w for h, w in shapes[:i]) for i in range(len(shapes))], device)
         valid_ratios = torch.stack([valid_ratios_of(m) for m in masks], dim=1).to(src_flat.dtype)  # [N, L, 2]
 
-        memory = self.encoder(src_flat, spatial_shapes, level_start_index, valid_ratios, pos_flat, mask_flat)
+        memory = self.encoder(src_flat, spatial_shapes, level_start_index, valid_ratios, pos_flat, mask_flat,
+                              shapes=shapes)
 
         init_reference = self.reference_points(query_pos).sigmoid()
         hs, inter_references = self.decoder(
-            tgt, init_reference, memory, spatial_shapes, level_start_index, valid_ratios, query_pos, mask_flat
+            tgt, init_reference, memory, spatial_shapes, level_start_index, valid_ratios, query_pos, mask_flat,
+            check_values=False,
         )
         n, _, c = memory.shape
         memory_levels = []

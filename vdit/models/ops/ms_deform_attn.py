@@ -71,8 +71,11 @@ def _check_inputs(
     level_start_index: Tensor,
     sampling_locations: Tensor,
     attention_weights: Tensor,
+    check_values: bool = True,
 ) -> None:
-    """Raise InputError when the op's inputs disagree in rank, size, dtype or level layout."""
+    """Raise InputError when the op's inputs disagree in rank, size, dtype or level layout. The level
+    layout is checked on the values of ``spatial_shapes`` / ``level_start_index``: reading them makes the
+    host wait for the device, so callers that built them from known shapes skip it (``check_values``)."""
     if value.dim() != 4:
         raise InputError(f"ms_deform_attn: value must be [N, S, M, D], got shape {tuple(value.shape)}")
     if sampling_locations.dim() != 6 or sampling_locations.shape[-1] != 2:
@@ -108,6 +111,8 @@ def _check_inputs(
             f"ms_deform_attn: level_start_index must be an integer [L={levels}] tensor, "
             f"got {level_start_index.dtype} {tuple(level_start_index.shape)}"
         )
+    if not check_values:
+        return
     shapes = spatial_shapes.tolist()
     sizes = [h * w for h, w in shapes]
     if any(h <= 0 or w <= 0 for h, w in shapes) or sum(sizes) != s:
@@ -482,6 +487,7 @@ def ms_deform_attn(
     attention_weights: Tensor,
     *,
     impl: str | None = None,
+    check_values: bool = True,
 ) -> Tensor:
     """Multi-scale deformable attention core.
 
@@ -493,11 +499,13 @@ def ms_deform_attn(
             (i + 0.5) / size; points outside [0, 1] read zeros.
         attention_weights: [N, Lq, M, L, P].
         impl: implementation name (see :func:`available_impls`); None uses the device's default.
+        check_values: check that ``spatial_shapes`` and ``level_start_index`` describe ``value``'s S
+            positions (reads them on the host); False where the caller built them from known shapes.
 
     Returns:
         [N, Lq, M*D]. Differentiable w.r.t. value, sampling_locations and attention_weights.
     """
-    _check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+    _check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights, check_values)
     name = impl if impl is not None else get_default_impl(value.device.type)
     fn = _IMPLS.get(name)
     if fn is None:
@@ -576,12 +584,14 @@ class MSDeformAttn(nn.Module):
         spatial_shapes: Tensor,
         level_start_index: Tensor,
         input_padding_mask: Tensor | None = None,
+        check_values: bool = True,
     ) -> Tensor:
         """Attend from ``query`` [N, Lq, C] to ``input_flatten`` [N, S, C]; returns [N, Lq, C].
 
         ``reference_points`` is [N, Lq, L, 2] (x, y) or [N, Lq, L, 4] (cx, cy, w, h), normalised;
         ``input_padding_mask`` [N, S] is True at padded positions (their values are zeroed). Runs with
         autocast disabled, in the parameters' dtype (fp32 normally), as the spec requires.
+        ``check_values`` goes to :func:`ms_deform_attn` (False: the level layout is known to be right).
         """
         self._check_forward_inputs(query, reference_points, input_flatten, input_padding_mask)
         n, lq, _ = query.shape
@@ -596,7 +606,8 @@ class MSDeformAttn(nn.Module):
             logits = self.attention_weights(query).view(n, lq, self.n_heads, self.n_levels * self.n_points)
             weights = logits.softmax(-1).view(n, lq, self.n_heads, self.n_levels, self.n_points)
             locations = self.sampling_locations(query, reference_points.to(dtype), spatial_shapes)
-            out = ms_deform_attn(value, spatial_shapes, level_start_index, locations, weights, impl=self.impl)
+            out = ms_deform_attn(value, spatial_shapes, level_start_index, locations, weights, impl=self.impl,
+                                 check_values=check_values)
             return self.output_proj(out)
 
     def _check_forward_inputs(

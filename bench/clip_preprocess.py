@@ -1,6 +1,6 @@
 """CLIP preprocessing, "fast" (tensor) vs "official" (truncated uint8 + PIL processor): pixels, tokens, time.
 
-    python bench/clip_preprocess.py [--videos /work/shared/videos/*.mp4] [--frames 20] [--repeats 5]
+    python bench/clip_preprocess.py [--videos ../shared/videos/*.mp4] [--frames 20] [--repeats 5]
 
 Frames: real videos (decoded with vdit.data.video_io; as they are and centre-cropped to 16:9; resized as
 the predictor does: short side 360, long side at most 640; zero-padded to a multiple of 16 like the model)
@@ -18,11 +18,13 @@ import argparse
 import glob
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+SHARED_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "videos"  # ../shared beside the checkout
 PAD_TO = 16  # the model pads its input to a multiple of 16 (vdit.models.vdit)
 
 
@@ -89,7 +91,7 @@ def _token_change(tower, fast: torch.Tensor, off: torch.Tensor) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--videos", nargs="+", default=sorted(glob.glob("/work/shared/videos/*.mp4")))
+    ap.add_argument("--videos", nargs="+", default=sorted(glob.glob(str(SHARED_VIDEOS / "*.mp4"))))
     ap.add_argument("--frames", type=int, default=20)
     ap.add_argument("--mini-videos", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=5)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 from contextlib import contextmanager
-from types import SimpleNamespace
 from typing import Callable, Iterator
 
 import pytest
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from _model_helpers import box_targets
 from vdit.config import apply_overrides, full_config, tiny_config
 from vdit.models.backbone.diffusion_backbone import DiffusionBackbone
 from vdit.models.backbone.noise import VideoNoise
@@ -254,14 +254,6 @@ def test_unet_conditioning_is_the_per_frame_reference_prompt(tiny_root, tiny_fou
             assert (la - lb).abs().max() > 1e-4
 
 
-def _targets(b: int, t: int, h: int, w: int) -> SimpleNamespace:
-    masks = torch.zeros(b, t, h, w)
-    masks[:, :, h // 4 : h // 2, w // 3 : w // 2] = 1
-    boxes = torch.tensor([(w // 3 + w // 2) / 2 / w, (h // 4 + h // 2) / 2 / h, (w // 2 - w // 3) / w,
-                          (h // 2 - h // 4) / h]).expand(b, t, 4).clone()
-    return SimpleNamespace(masks=masks, boxes=boxes, valid=torch.ones(b, t, dtype=torch.bool))
-
-
 @pytest.mark.parametrize("mode", ["image", "text", "concat", "attn"])
 def test_prompt_modes_train_and_vd_t_never_runs_clip_vision(tiny_root, tiny_foundation, mode):
     """Table A in a training step of the whole model: VD-T never runs the CLIP vision tower (a pre-hook
@@ -278,7 +270,7 @@ def test_prompt_modes_train_and_vd_t_never_runs_clip_vision(tiny_root, tiny_foun
     model = VDIT(cfg, tiny_foundation).train()
     b, t, h, w = 1, 2, 64, 64
     with _hooks((tiny_foundation.clip_vision, clip_guard), pre=True):
-        out = model(_frames(b, t, h, w, seed=4), ["the red circle"], targets=_targets(b, t, h, w))
+        out = model(_frames(b, t, h, w, seed=4), ["the red circle"], targets=box_targets(b, t, h, w))
         out["pred_masks"].sum().backward()
     assert len(calls) == (0 if mode == "text" else 1)
     prompt = dict(model.backbone.prompt.named_parameters())

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import warnings
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
+from _model_helpers import box_targets
 from vdit.config import apply_overrides, full_config, tiny_config
 from vdit.errors import InputError, ModelLoadError
 from vdit.models.vdit import VDIT
@@ -17,14 +17,6 @@ def _model(root, *overrides: str, seed: int = 0) -> VDIT:
     torch.manual_seed(seed)
     cfg = apply_overrides(tiny_config(root), list(overrides))
     return VDIT.from_config(cfg)
-
-
-def _targets(b: int, t: int, h: int, w: int) -> SimpleNamespace:
-    masks = torch.zeros(b, t, h, w)
-    masks[:, :, h // 4 : h // 2, w // 3 : w // 2] = 1
-    boxes = torch.tensor([(w // 3 + w // 2) / 2 / w, (h // 4 + h // 2) / 2 / h, (w // 2 - w // 3) / w,
-                          (h // 2 - h // 4) / h]).expand(b, t, 4).clone()
-    return SimpleNamespace(masks=masks, boxes=boxes, valid=torch.ones(b, t, dtype=torch.bool))
 
 
 # ------------------------------------------------------------------ shapes
@@ -56,7 +48,7 @@ def test_forward_pads_odd_sizes_and_all_queries(tiny_root):
 def test_training_outputs_shapes(tiny_root):
     model = _model(tiny_root).train()
     b, t, h, w = 2, 3, 64, 96
-    out = model(torch.randn(b, t, 3, h, w), ["a", "b c"], targets=_targets(b, t, h, w))
+    out = model(torch.randn(b, t, 3, h, w), ["a", "b c"], targets=box_targets(b, t, h, w))
     assert out["pred_masks"].shape == (b, t, h, w)
     assert out["pred_masks_low"].shape == (b, t, h // 2, w // 2)
     assert out["matched_query"].shape == (b,)
@@ -84,7 +76,7 @@ def test_only_trainable_parameters_get_gradients(tiny_root):
     assert frozen_before and trainable
     opt = torch.optim.AdamW(trainable.values(), lr=1e-3)
     b, t, h, w = 1, 2, 64, 64
-    tg = _targets(b, t, h, w)
+    tg = box_targets(b, t, h, w)
     out = model(torch.randn(b, t, 3, h, w), ["the red circle"], targets=tg)
     crit = SetCriterion(num_aux_layers=model.cfg.head.dec_layers - 1)
     loss = crit(out, out["targets"])["loss"]
@@ -226,7 +218,7 @@ def test_bad_inputs(tiny_root):
 
 def test_zero_valid_frames_is_an_error(tiny_root):
     model = _model(tiny_root).train()
-    tg = _targets(1, 2, 64, 64)
+    tg = box_targets(1, 2, 64, 64)
     tg.valid[:] = False
     with pytest.raises(InputError, match="no valid frame"):
         model(torch.randn(1, 2, 3, 64, 64), ["a"], targets=tg)

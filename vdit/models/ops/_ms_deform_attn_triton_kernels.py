@@ -58,21 +58,37 @@ def _corner_rows(y0, x0, h, w, start, q_mask):
 
 
 @triton.jit
-def forward_kernel(
-    value_ptr, shapes_ptr, starts_ptr, loc_ptr, attn_ptr, out_ptr,
-    S, M, Lq, L, P, D,
-    BLOCK_Q: tl.constexpr, BLOCK_D: tl.constexpr, COMPUTE: tl.constexpr,
-):
+def _program(M, Lq, D, BLOCK_Q: tl.constexpr, BLOCK_D: tl.constexpr):
+    """This program's batch n, head m, query block q (with masks) and bag rows (n, q, m)."""
     pid_q = tl.program_id(0)
     pid_nm = tl.program_id(1)
     n = (pid_nm // M).to(tl.int64)
     m = (pid_nm % M).to(tl.int64)
     q = pid_q * BLOCK_Q + tl.arange(0, BLOCK_Q)
     d = tl.arange(0, BLOCK_D)
-    q_mask = q < Lq
-    d_mask = d[None, :] < D
     # Bag (n, q, m): row of the [N*Lq*M, L*P] weights / [N*Lq*M, D] output.
-    bag = (n * Lq + q) * M + m
+    return n, m, d, q < Lq, d[None, :] < D, (n * Lq + q) * M + m
+
+
+@triton.jit
+def _point(attn_ptr, loc_ptr, bag, lvl, p, L, P, h, w, start, q_mask, COMPUTE: tl.constexpr):
+    """Sampling point p of level lvl for every query of the block: its flat index k, attention weight,
+    fractional offsets and the four corners' value rows and in-map masks."""
+    k = bag * (L * P) + lvl * P + p
+    a = tl.load(attn_ptr + k, mask=q_mask, other=0.0).to(COMPUTE)
+    x0, fx = _axis(tl.load(loc_ptr + 2 * k, mask=q_mask, other=0.0).to(COMPUTE), w, COMPUTE)
+    y0, fy = _axis(tl.load(loc_ptr + 2 * k + 1, mask=q_mask, other=0.0).to(COMPUTE), h, COMPUTE)
+    r00, r01, r10, r11, i00, i01, i10, i11 = _corner_rows(y0, x0, h, w, start, q_mask)
+    return k, a, fx, fy, r00, r01, r10, r11, i00, i01, i10, i11
+
+
+@triton.jit
+def forward_kernel(
+    value_ptr, shapes_ptr, starts_ptr, loc_ptr, attn_ptr, out_ptr,
+    S, M, Lq, L, P, D,
+    BLOCK_Q: tl.constexpr, BLOCK_D: tl.constexpr, COMPUTE: tl.constexpr,
+):
+    n, m, d, q_mask, d_mask, bag = _program(M, Lq, D, BLOCK_Q, BLOCK_D)
     row_stride = M * D  # consecutive positions s of one head are M*D elements apart
     head_base = value_ptr + (n * S * M + m) * D
     acc = tl.zeros([BLOCK_Q, BLOCK_D], dtype=COMPUTE)
@@ -81,11 +97,8 @@ def forward_kernel(
         w = tl.load(shapes_ptr + 2 * lvl + 1)
         start = tl.load(starts_ptr + lvl)
         for p in range(P):
-            k = bag * (L * P) + lvl * P + p
-            a = tl.load(attn_ptr + k, mask=q_mask, other=0.0).to(COMPUTE)
-            x0, fx = _axis(tl.load(loc_ptr + 2 * k, mask=q_mask, other=0.0).to(COMPUTE), w, COMPUTE)
-            y0, fy = _axis(tl.load(loc_ptr + 2 * k + 1, mask=q_mask, other=0.0).to(COMPUTE), h, COMPUTE)
-            r00, r01, r10, r11, i00, i01, i10, i11 = _corner_rows(y0, x0, h, w, start, q_mask)
+            k, a, fx, fy, r00, r01, r10, r11, i00, i01, i10, i11 = _point(
+                attn_ptr, loc_ptr, bag, lvl, p, L, P, h, w, start, q_mask, COMPUTE)
             ay0 = a * (1.0 - fy)
             ay1 = a * fy
             v00 = tl.load(head_base + r00[:, None] * row_stride + d[None, :], mask=i00[:, None] & d_mask,
@@ -110,15 +123,7 @@ def backward_kernel(
     BLOCK_Q: tl.constexpr, BLOCK_D: tl.constexpr, COMPUTE: tl.constexpr,
     NEED_VALUE: tl.constexpr, NEED_LOC: tl.constexpr, NEED_ATTN: tl.constexpr,
 ):
-    pid_q = tl.program_id(0)
-    pid_nm = tl.program_id(1)
-    n = (pid_nm // M).to(tl.int64)
-    m = (pid_nm % M).to(tl.int64)
-    q = pid_q * BLOCK_Q + tl.arange(0, BLOCK_Q)
-    d = tl.arange(0, BLOCK_D)
-    q_mask = q < Lq
-    d_mask = d[None, :] < D
-    bag = (n * Lq + q) * M + m
+    n, m, d, q_mask, d_mask, bag = _program(M, Lq, D, BLOCK_Q, BLOCK_D)
     row_stride = M * D
     head_offset = (n * S * M + m) * D
     g = tl.load(grad_out_ptr + bag[:, None] * D + d[None, :], mask=q_mask[:, None] & d_mask,
@@ -128,11 +133,8 @@ def backward_kernel(
         w = tl.load(shapes_ptr + 2 * lvl + 1)
         start = tl.load(starts_ptr + lvl)
         for p in range(P):
-            k = bag * (L * P) + lvl * P + p
-            a = tl.load(attn_ptr + k, mask=q_mask, other=0.0).to(COMPUTE)
-            x0, fx = _axis(tl.load(loc_ptr + 2 * k, mask=q_mask, other=0.0).to(COMPUTE), w, COMPUTE)
-            y0, fy = _axis(tl.load(loc_ptr + 2 * k + 1, mask=q_mask, other=0.0).to(COMPUTE), h, COMPUTE)
-            r00, r01, r10, r11, i00, i01, i10, i11 = _corner_rows(y0, x0, h, w, start, q_mask)
+            k, a, fx, fy, r00, r01, r10, r11, i00, i01, i10, i11 = _point(
+                attn_ptr, loc_ptr, bag, lvl, p, L, P, h, w, start, q_mask, COMPUTE)
             wx0 = 1.0 - fx
             wy0 = 1.0 - fy
             o00 = head_offset + r00[:, None] * row_stride + d[None, :]

@@ -751,6 +751,7 @@ def _free(device: torch.device) -> None:
 def time_inference(args, device: torch.device) -> list[dict]:
     """One video, `sentences` sentences, whole video as one clip, through VDITPredictor."""
     from vdit.inference.predictor import VDITPredictor
+    from vdit.models.ops.ms_deform_attn import available_impls, set_default_impl
 
     t, (h, w), s = args.frames, tuple(args.size), args.sentences
     texts = list(TEXTS[:s])
@@ -759,30 +760,43 @@ def time_inference(args, device: torch.device) -> list[dict]:
     rows = []
     probs: dict[str, Any] = {}
     flops = inference_flops(args.preset, t, (h + (-h) % 16, w + (-w) % 16))["per_frame"]
+    ours = ("shared + batched, bf16 frozen + bf16 autocast", torch.bfloat16, torch.bfloat16, "batch", None, None)
     configs = [
-        # label, frozen dtype, amp dtype, sharing, compile
-        ("official way: fp32, every sentence recomputes", None, None, "none", False),
-        ("shared + batched, fp32", None, None, "batch", False),
-        ("shared + batched, bf16 autocast", None, torch.bfloat16, "batch", False),
-        ("shared + batched, bf16 frozen + bf16 autocast", torch.bfloat16, torch.bfloat16, "batch", False),
+        # label, frozen dtype, amp dtype, sharing, what to compile, deformable-attention impl
+        ("official way: fp32, every sentence recomputes", None, None, "none", None, None),
+        ("shared + batched, fp32", None, None, "batch", None, None),
+        ("shared + batched, bf16 autocast", None, torch.bfloat16, "batch", None, None),
+        ours,
     ]
+    if "triton" in available_impls() and device.type == "cuda":  # issue 16's fused kernel
+        configs.append(("  + fused Triton deformable attention", *ours[1:5], "triton"))
     if args.compile:
-        configs.append(("  + torch.compile(UNet blocks)", torch.bfloat16, torch.bfloat16, "batch", True))
+        impl = configs[-1][5]
+        configs.append(("  + torch.compile(VAE encoder)", *ours[1:4], "vae", impl))
+        configs.append(("  + torch.compile(UNet blocks)", *ours[1:4], "vae+unet", impl))
     built: tuple[Any, Any] | None = None
-    for label, frozen_dtype, amp_dtype, sharing, compile_unet in configs:
+    for label, frozen_dtype, amp_dtype, sharing, compile_what, impl in configs:
         if built is None or built[0] != frozen_dtype:
             built = None
             _free(device)
             built = (frozen_dtype, build_model(args.preset, device, frozen_dtype=frozen_dtype).eval())
         model = built[1]
-        if compile_unet:
+        set_default_impl(impl or "gather", device_type=device.type)
+        if compile_what and "vae" in compile_what and not getattr(model, "_bench_vae_compiled", False):
+            model.backbone.vae.encoder.compile()
+            model._bench_vae_compiled = True
+        if compile_what and "unet" in compile_what:
             model.backbone.compile_unet()
         pred = VDITPredictor(model=model, device=device, window=None, short_side=None, max_size=None,
                              amp=amp_dtype is not None, amp_dtype=amp_dtype, sharing=sharing, max_text_batch=s)
-        sec, peak, result = timed(lambda: pred.segment(video, texts, return_probs=True), device,
-                                  args.repeats, args.warmup)
+        t0 = time.perf_counter()
+        pred.segment(video, texts)
+        _sync(device)
+        first_call = time.perf_counter() - t0  # compilation, autotuning and caches
+        sec, peak, _ = timed(lambda: pred.segment(video, texts), device, args.repeats, args.warmup)
+        result = pred.segment(video, texts, return_probs=True)  # for the agreement column, not timed
         pairs = t * s / sec
-        row = {"label": label, "sec": sec, "pairs_per_s": pairs, "peak_gb": peak / GB}
+        row = {"label": label, "sec": sec, "pairs_per_s": pairs, "peak_gb": peak / GB, "first_s": first_call}
         per_pair = flops["per_sentence_ours"] + flops["visual"] / (1 if sharing == "none" else s)
         row["tflops"] = per_pair * t * s / sec
         key = "fp32" if amp_dtype is None and sharing == "batch" else label
@@ -790,15 +804,18 @@ def time_inference(args, device: torch.device) -> list[dict]:
         if amp_dtype is not None and "fp32" in probs:
             row["agreement"] = _mask_agreement(probs["fp32"], probs[key], args.threshold_margin)
         rows.append(row)
+    set_default_impl("gather", device_type=device.type)
     del built
     _free(device)
     print(f"\n== Inference ({args.preset} preset, {device.type}): one video of {t} frames {h}x{w} "
           f"(padded to a multiple of 16), {s} sentences, median of {args.repeats} ==")
     mem = "peak GB" if device.type == "cuda" else "RSS GB"
-    print(f"{'mode':<52}{'s/video':>9}{'(f,s)/s':>9}{mem:>9}{'TFLOP/s':>9}  bf16 vs fp32 masks")
+    print(f"{'mode':<52}{'s/video':>9}{'(f,s)/s':>9}{'x off.':>7}{mem:>9}{'TFLOP/s':>9}{'1st s':>7}"
+          "  bf16 vs fp32 masks")
     for r in rows:
-        print(f"{r['label']:<52}{r['sec']:>9.3g}{r['pairs_per_s']:>9.3g}{r['peak_gb']:>9.3f}{r['tflops']:>9.3g}"
-              f"  {r.get('agreement', '')}")
+        ratio = r["pairs_per_s"] / rows[0]["pairs_per_s"]
+        print(f"{r['label']:<52}{r['sec']:>9.3g}{r['pairs_per_s']:>9.3g}{ratio:>7.2f}{r['peak_gb']:>9.3f}"
+              f"{r['tflops']:>9.3g}{r['first_s']:>7.1f}  {r.get('agreement', '')}")
     print(f"target: >= {TARGET_INFER_PAIRS_PER_S:.0f} (frame, sentence)/s on one H200 at 368x640, 20 frames, "
           f"3 sentences (official code: {OFFICIAL_FPS:.0f} FPS)")
     return rows
@@ -1030,7 +1047,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--compile", action="store_true",
-                    help="also time torch.compile of the UNet blocks (inference) and of the head + loss (training)")
+                    help="also time torch.compile of the VAE encoder, then also of the UNet blocks (inference), and of "
+                         "the head + loss (training)")
     ap.add_argument("--levers", action="store_true",
                     help="add the issue-17 levers row to the training timings on CPU too (always there on CUDA)")
     ap.add_argument("--ytvos-root", default=None,

@@ -15,13 +15,16 @@ Variants: autocast (bf16 frozen weights, every module under bf16 autocast: the f
 norms to fp32), native (the default: frozen bf16 modules run with autocast off, `DiffusionBackbone._native`),
 channels_last (VAE and UNet weights in channels-last memory format),
 cudnn (`torch.backends.cudnn.benchmark`), gridsample (the `grid_sample` deformable-attention kernel on
-this device instead of `gather`), compile (`model.backbone.compile_unet()`), fullcompile (compile also the
-head's deformable transformer).
+this device instead of `gather`), triton (the fused Triton deformable-attention kernel), hostclip (the
+official CLIP preprocessing through the PIL processor on the host, as before issue 16) / deviceclip (the
+same pixels computed on the device, the default), compile_vae (`torch.compile` of the VAE encoder only),
+compile (`model.backbone.compile_unet()`), fullcompile (compile also the head's deformable transformer).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import statistics
 import sys
 import time
@@ -37,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import fullscale as fs  # noqa: E402
 
-VARIANTS = ("autocast", "native", "cudnn", "gridsample", "channels_last", "compile", "fullcompile")
+VARIANTS = ("autocast", "native", "hostclip", "deviceclip", "cudnn", "gridsample", "triton", "channels_last",
+            "compile_vae", "compile", "fullcompile")
 _NATIVE = None
 
 
@@ -129,6 +133,16 @@ def apply_variant(name: str, model: nn.Module, device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
     elif name == "gridsample":
         msda.set_default_impl("grid_sample", device_type=device.type)
+    elif name == "triton":
+        msda.set_default_impl("triton", device_type=device.type)
+    elif name in ("hostclip", "deviceclip"):
+        from vdit.models.backbone import clip_image, diffusion_backbone
+
+        on_device = None if name == "deviceclip" else False
+        diffusion_backbone.clip_preprocess_official = functools.partial(clip_image.clip_preprocess_official,
+                                                                        on_device=on_device)
+    elif name == "compile_vae":
+        model.backbone.vae.encoder.compile()
     elif name == "compile":
         model.backbone.compile_unet()
     elif name == "fullcompile":

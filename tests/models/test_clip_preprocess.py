@@ -10,7 +10,8 @@ from PIL import Image
 
 from vdit.config import ModelConfig, apply_overrides, from_dict, tiny_config, to_dict
 from vdit.errors import ConfigError
-from vdit.models.backbone.clip_image import clip_preprocess, clip_preprocess_fast, clip_preprocess_official
+from vdit.models.backbone.clip_image import (clip_preprocess, clip_preprocess_fast, clip_preprocess_official,
+                                             pil_bicubic_resize)
 from vdit.models.foundation import ClipImageSpec
 
 # Numbers written out (not imported) so that the reference shares nothing with the code under test.
@@ -70,19 +71,41 @@ def _assert_within_1ulp(actual: torch.Tensor, expected: np.ndarray) -> None:
 # ------------------------------------------------------------------ official path
 
 
+# on_device=True: the processor's arithmetic restated in torch (what runs on an accelerator), here on the CPU.
+@pytest.mark.parametrize("on_device", [False, True])
 @pytest.mark.parametrize("hw", [(101, 67), (67, 101), (360, 640), (225, 224), (224, 225), (223, 222), (222, 224)])
-def test_official_matches_pil_reference(hw):
+def test_official_matches_pil_reference(hw, on_device):
     h, w = hw
     _, _, x = _backbone_inputs(2, h, w, seed=h * 1000 + w)
     expected = _ref_clip_pixels(_ref_ints(x.numpy()), 224, 224, 224)
-    _assert_within_1ulp(clip_preprocess_official(x, VIT_H), expected)
+    _assert_within_1ulp(clip_preprocess_official(x, VIT_H, on_device=on_device), expected)
 
 
+@pytest.mark.parametrize("on_device", [False, True])
 @pytest.mark.parametrize("hw", [(101, 67), (67, 101), (41, 40), (39, 38)])
-def test_official_matches_pil_reference_non_square_crop(hw):
+def test_official_matches_pil_reference_non_square_crop(hw, on_device):
     _, _, x = _backbone_inputs(3, *hw, seed=7)
     expected = _ref_clip_pixels(_ref_ints(x.numpy()), 40, 36, 32)
-    _assert_within_1ulp(clip_preprocess_official(x, ODD_CROP), expected)
+    _assert_within_1ulp(clip_preprocess_official(x, ODD_CROP, on_device=on_device), expected)
+
+
+@pytest.mark.parametrize("src,dst", [
+    ((368, 640), (224, 389)), ((360, 640), (224, 398)),  # the eval frames' downscale
+    ((101, 67), (338, 224)), ((64, 96), (224, 336)),  # upscales (filter support not widened)
+    ((225, 224), (225, 224)), ((224, 225), (224, 225)),  # one pass skipped / identity
+    ((223, 222), (225, 224)), ((30, 45), (40, 60)), ((5, 7), (3, 2)), ((3, 1), (1, 5)),
+])
+def test_pil_bicubic_resize_equals_pil(src, dst):
+    """Pillow's 8-bit bicubic resize, pixel for pixel, on random and on saturated content (the
+    fixed-point clipping at 0 and 255 and the rounding of the intermediate 8-bit pass)."""
+    rng = np.random.default_rng(src[0] * 7 + dst[1])
+    noise = rng.integers(0, 256, size=(2, 3, *src), dtype=np.uint8)
+    edges = (rng.random(size=(1, 3, *src)) > 0.5).astype(np.uint8) * 255
+    u8 = np.concatenate([noise, edges])
+    for frame, got in zip(u8, pil_bicubic_resize(torch.from_numpy(u8), dst).numpy()):
+        img = Image.fromarray(np.ascontiguousarray(frame.transpose(1, 2, 0)))
+        want = np.asarray(img.resize((dst[1], dst[0]), Image.BICUBIC)).transpose(2, 0, 1)
+        np.testing.assert_array_equal(got, want)
 
 
 def test_official_truncates_not_rounds():
@@ -129,9 +152,23 @@ def test_official_keeps_dtype(dtype):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_official_on_cuda():
     _, _, x = _backbone_inputs(2, 67, 101, seed=4)
-    out = clip_preprocess_official(x.cuda(), VIT_H)
+    out = clip_preprocess_official(x.cuda(), VIT_H)  # on the device by default
     assert out.is_cuda
     _assert_within_1ulp(out.cpu(), _ref_clip_pixels(_ref_ints(x.numpy()), 224, 224, 224))
+
+
+def test_official_on_device_makes_no_host_round_trip():
+    """The device path reads nothing back to the host (the CPU path's round trip would stall a GPU)."""
+    from vdit.engine.syncs import SyncCounter
+
+    _, _, x = _backbone_inputs(2, 67, 101, seed=4)
+    clip_preprocess_official(x, VIT_H, on_device=True)  # the first call of a size uploads its tables
+    with SyncCounter() as syncs:
+        clip_preprocess_official(x, VIT_H, on_device=True)
+    assert syncs.count == 0, syncs.summary()
+    with SyncCounter() as syncs:
+        clip_preprocess_official(x, VIT_H, on_device=False)
+    assert syncs.count >= 1  # the host path reads the frames back (what the device path avoids)
 
 
 def test_official_empty_batch():

@@ -236,20 +236,34 @@ def test_empty_query_set():
 # ------------------------------------------------------------------------------------------------
 
 
-def test_never_the_default_and_cuda_opt_in(monkeypatch):
+def test_cuda_default_policy(monkeypatch):
+    """triton is the CUDA default only where it runs compiled on a CUDA device; the variable overrides
+    the choice; the CPU default is never touched."""
     assert tri.IMPL_NAME in available_impls()
-    assert get_default_impl("cpu") == "gather" and get_default_impl("cuda") == "gather"
-    assert tri.apply_cuda_default_from_env() is None  # unset: nothing changes
-    monkeypatch.setenv(tri.CUDA_DEFAULT_ENV, tri.IMPL_NAME)
     try:
-        assert tri.apply_cuda_default_from_env() == tri.IMPL_NAME
-        assert get_default_impl("cuda") == tri.IMPL_NAME
-        assert get_default_impl("cpu") == "gather"  # the CPU default is never touched
+        set_default_impl("gather", device_type="cuda")
+        monkeypatch.delenv(tri.CUDA_DEFAULT_ENV, raising=False)
+        assert tri.interpret_mode()  # this module runs the kernels in the interpreter
+        assert tri.apply_cuda_default() is None  # interpreter: no compiled kernels, nothing changes
+        assert get_default_impl("cuda") == "gather"
+        monkeypatch.setenv(tri.INTERPRET_ENV, "0")
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        assert tri.apply_cuda_default() == tri.IMPL_NAME  # a CUDA machine with triton
+        assert get_default_impl("cuda") == tri.IMPL_NAME and get_default_impl("cpu") == "gather"
+        monkeypatch.setenv(tri.CUDA_DEFAULT_ENV, "gather")  # the opt-out (bit-reproducible d value)
+        assert tri.apply_cuda_default() == "gather" and get_default_impl("cuda") == "gather"
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        monkeypatch.delenv(tri.CUDA_DEFAULT_ENV)
+        assert tri.apply_cuda_default() is None  # no CUDA device: nothing changes
+        monkeypatch.setenv(tri.INTERPRET_ENV, "1")
+        monkeypatch.setenv(tri.CUDA_DEFAULT_ENV, tri.IMPL_NAME)  # explicit opt-in works in the interpreter
+        assert tri.apply_cuda_default() == tri.IMPL_NAME
+        assert get_default_impl("cpu") == "gather"
     finally:
         set_default_impl("gather", device_type="cuda")
     monkeypatch.setenv(tri.CUDA_DEFAULT_ENV, "no_such_impl")
     with pytest.raises(ConfigError, match=tri.CUDA_DEFAULT_ENV):
-        tri.apply_cuda_default_from_env()
+        tri.apply_cuda_default()
 
 
 def test_unavailable_without_cuda_or_interpreter(monkeypatch):

@@ -26,8 +26,8 @@ Two implementations sit behind one dispatcher (:func:`ms_deform_attn`):
 Further implementations plug in with :func:`register_impl` and :func:`set_default_impl`, optionally
 for one device type only. The fused Triton kernel (:mod:`vdit.models.ops.ms_deform_attn_triton`) is
 registered as ``"triton"`` at import where it can run (triton installed, and CUDA or
-``TRITON_INTERPRET=1``); it never becomes a default by itself (opt in on CUDA with
-``set_default_impl("triton", device_type="cuda")`` or ``VDIT_MS_DEFORM_ATTN_CUDA_IMPL=triton``).
+``TRITON_INTERPRET=1``) and becomes the CUDA default where it runs compiled on a CUDA device
+(``VDIT_MS_DEFORM_ATTN_CUDA_IMPL=gather`` keeps ``gather``; see that module's docstring).
 """
 
 from __future__ import annotations
@@ -647,7 +647,7 @@ def _register_optional_impls() -> None:
     from vdit.models.ops import ms_deform_attn_triton
 
     ms_deform_attn_triton.register_if_available()
-    ms_deform_attn_triton.apply_cuda_default_from_env()
+    ms_deform_attn_triton.apply_cuda_default()
 
 
 _register_optional_impls()

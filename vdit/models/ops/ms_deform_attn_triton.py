@@ -23,11 +23,12 @@ Availability
     :mod:`vdit.models.ops.ms_deform_attn` calls it at import.
 
 Default selection
-    Registering never changes a default: ``gather`` stays the default on every device, because the
-    kernel's speed has not been measured on a GPU yet. Opt in per process with
-    ``set_default_impl("triton", device_type="cuda")``, per module with ``MSDeformAttn(impl="triton")``,
-    or with the environment variable ``VDIT_MS_DEFORM_ATTN_CUDA_IMPL=triton`` (read at import; it only
-    ever sets the CUDA default, never the CPU one).
+    On a machine with a CUDA device (compiled kernels, not the interpreter) ``triton`` becomes the CUDA
+    default at import: measured on an H200 at the encoder's size it is 3.7x faster than ``gather``
+    forward and 5x backward, and the whole inference call 1.08x faster, with outputs and gradients
+    within 2.3e-6 (relative) of ``grid_sample`` (docs/performance.md). The CPU default stays ``gather``.
+    ``VDIT_MS_DEFORM_ATTN_CUDA_IMPL`` (read at import) overrides the choice: ``gather`` for
+    bit-reproducible value gradients (this kernel's d value uses atomic adds), or any registered name.
 """
 
 from __future__ import annotations
@@ -230,7 +231,7 @@ def ms_deform_attn_triton(
 
 def register_if_available() -> bool:
     """Register ``"triton"`` in the ms_deform_attn registry when :func:`is_available`; returns whether it
-    is registered now. Idempotent; changes no default (see :func:`apply_cuda_default_from_env`)."""
+    is registered now. Idempotent; changes no default (see :func:`apply_cuda_default`)."""
     from vdit.models.ops.ms_deform_attn import available_impls, register_impl
 
     if not is_available():
@@ -239,18 +240,21 @@ def register_if_available() -> bool:
     return True
 
 
-def apply_cuda_default_from_env() -> str | None:
-    """Set the CUDA default implementation from ``VDIT_MS_DEFORM_ATTN_CUDA_IMPL`` if it is set.
+def apply_cuda_default() -> str | None:
+    """Choose the CUDA default implementation: ``VDIT_MS_DEFORM_ATTN_CUDA_IMPL`` if it is set, else
+    ``triton`` where it runs compiled on a CUDA device (not in the interpreter).
 
-    Returns the name applied, or None. An unknown name raises ConfigError; ``triton`` where it is not
-    available is skipped (the same environment can then serve GPU and CPU-only machines), and the CPU
-    default is never touched.
+    Returns the name applied, or None (nothing changed). An unknown name in the variable raises
+    ConfigError; ``triton`` there where it is not available is skipped (the same environment can then
+    serve GPU and CPU-only machines). The CPU default is never touched.
     """
     from vdit.models.ops.ms_deform_attn import available_impls, set_default_impl
 
     name = os.environ.get(CUDA_DEFAULT_ENV, "").strip()
     if not name:
-        return None
+        if IMPL_NAME not in available_impls() or interpret_mode() or not torch.cuda.is_available():
+            return None
+        name = IMPL_NAME
     if name == IMPL_NAME and name not in available_impls():
         return None
     if name not in available_impls():

@@ -105,8 +105,17 @@ class ComponentTimer:
     def totals_ms(self, calls: int) -> dict[str, float]:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-            return {k: sum(a.elapsed_time(b) for a, b in v) / calls for k, v in self.pairs.items()}
+            return {k: ms for k, v in self.pairs.items() if (ms := self._elapsed(v, calls)) is not None}
         return {k: sum((b - a) * 1000 for a, b in v) / calls for k, v in self.pairs.items()}
+
+    @staticmethod
+    def _elapsed(pairs: list[tuple[Any, Any]], calls: int) -> float | None:
+        """Summed CUDA-event time per call, or None when an event was never recorded (a module whose
+        parent is compiled runs inside the graph: its hooks are skipped; its time is in the parent's)."""
+        try:
+            return sum(a.elapsed_time(b) for a, b in pairs) / calls
+        except (RuntimeError, ValueError):
+            return None
 
     def remove(self) -> None:
         for h in self.handles:

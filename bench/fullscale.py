@@ -783,7 +783,7 @@ def time_inference(args, device: torch.device) -> list[dict]:
         model = built[1]
         set_default_impl(impl or "gather", device_type=device.type)
         if compile_what and "vae" in compile_what and not getattr(model, "_bench_vae_compiled", False):
-            model.backbone.vae.encoder.compile()
+            model.backbone.compile_vae_encoder()
             model._bench_vae_compiled = True
         if compile_what and "unet" in compile_what:
             model.backbone.compile_unet()

@@ -151,7 +151,7 @@ def apply_variant(name: str, model: nn.Module, device: torch.device) -> None:
         diffusion_backbone.clip_preprocess_official = functools.partial(clip_image.clip_preprocess_official,
                                                                         on_device=on_device)
     elif name == "compile_vae":
-        model.backbone.vae.encoder.compile()
+        model.backbone.compile_vae_encoder()
     elif name == "compile":
         model.backbone.compile_unet()
     elif name == "fullcompile":

@@ -126,6 +126,23 @@ def test_compile_unet_in_place_keeps_names():
     assert getattr(model.backbone.unet.up_blocks[3], "_compiled_call_impl", None) is None
 
 
+def test_compile_vae_encoder_in_place_same_features():
+    from vdit.models.foundation import build_foundation_random
+
+    torch.manual_seed(0)
+    model = VDIT(tiny_config(), build_foundation_random("tiny")).eval()
+    frames = torch.randn(1, 2, 3, 64, 96, generator=torch.Generator().manual_seed(5))
+    keys = list(model.state_dict())
+    with torch.no_grad():
+        before = model.backbone.encode_visual(frames)
+        model.backbone.compile_vae_encoder(backend="eager")
+        after = model.backbone.encode_visual(frames)
+    assert list(model.state_dict()) == keys
+    assert getattr(model.backbone.vae.encoder, "_compiled_call_impl", None) is not None
+    for name in ("vae_tap", "latent_mean", "latent_std"):
+        torch.testing.assert_close(getattr(after, name), getattr(before, name), atol=1e-6, rtol=1e-6)
+
+
 def _compiled_agreement(backend: str) -> tuple[float, float]:
     from vdit.models.foundation import build_foundation_random
 

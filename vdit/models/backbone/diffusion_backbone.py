@@ -255,6 +255,13 @@ class DiffusionBackbone(nn.Module):
         for block in self.unet_blocks():
             block.compile(**compile_kwargs)
 
+    def compile_vae_encoder(self, **compile_kwargs) -> None:
+        """Optional fast path (off unless called): `torch.compile` of the VAE encoder in place (names
+        unchanged). At full resolution its GroupNorm/SiLU passes over 128-channel maps are memory-bound and
+        inductor fuses them into the neighbouring kernels: on an H200 (20 frames 368x640, bf16) the
+        inference call went 524 -> 448 ms, after ~13 s of compilation per new input shape."""
+        self.vae.encoder.compile(**compile_kwargs)
+
 
 def level_masks(pad_mask: torch.Tensor, features: list[torch.Tensor]) -> list[torch.Tensor]:
     """pad_mask [N,H,W] (True = padding) nearest-resized to each level's size."""

@@ -18,11 +18,14 @@ import torch
 from vdit.errors import ConfigError
 from vdit.models.ops import ms_deform_attn_triton as tri
 from vdit.models.ops.ms_deform_attn import (
+    CUDA_DEFAULT_ENV,
     MSDeformAttn,
+    apply_cuda_default_from_env,
     available_impls,
     get_default_impl,
     ms_deform_attn,
     ms_deform_attn_gather,
+    register_triton_if_available,
     set_default_impl,
     unregister_impl,
 )
@@ -50,7 +53,7 @@ def interpreter():
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(tri.INTERPRET_ENV, "1")
         was_registered = tri.IMPL_NAME in available_impls()
-        assert tri.register_if_available(), tri.unavailable_reason()
+        assert register_triton_if_available(), tri.unavailable_reason()
         try:
             yield
         finally:
@@ -239,17 +242,17 @@ def test_empty_query_set():
 def test_never_the_default_and_cuda_opt_in(monkeypatch):
     assert tri.IMPL_NAME in available_impls()
     assert get_default_impl("cpu") == "gather" and get_default_impl("cuda") == "gather"
-    assert tri.apply_cuda_default_from_env() is None  # unset: nothing changes
-    monkeypatch.setenv(tri.CUDA_DEFAULT_ENV, tri.IMPL_NAME)
+    assert apply_cuda_default_from_env() is None  # unset: nothing changes
+    monkeypatch.setenv(CUDA_DEFAULT_ENV, tri.IMPL_NAME)
     try:
-        assert tri.apply_cuda_default_from_env() == tri.IMPL_NAME
+        assert apply_cuda_default_from_env() == tri.IMPL_NAME
         assert get_default_impl("cuda") == tri.IMPL_NAME
         assert get_default_impl("cpu") == "gather"  # the CPU default is never touched
     finally:
         set_default_impl("gather", device_type="cuda")
-    monkeypatch.setenv(tri.CUDA_DEFAULT_ENV, "no_such_impl")
-    with pytest.raises(ConfigError, match=tri.CUDA_DEFAULT_ENV):
-        tri.apply_cuda_default_from_env()
+    monkeypatch.setenv(CUDA_DEFAULT_ENV, "no_such_impl")
+    with pytest.raises(ConfigError, match=CUDA_DEFAULT_ENV):
+        apply_cuda_default_from_env()
 
 
 def test_unavailable_without_cuda_or_interpreter(monkeypatch):

@@ -91,7 +91,7 @@ class RunLogger:
     def record(self, event: str, **fields: Any) -> None:
         if not self.enabled or self._jsonl is None:
             return
-        from vdit.data.common import dumps_json
+        from vdit.fileio import dumps_json
 
         row = {"event": event, "time": round(time.time(), 3)}
         row.update(fields)

@@ -145,7 +145,7 @@ class VDIT(nn.Module):
         from safetensors.torch import save_file
 
         from vdit.config import to_dict
-        from vdit.data.common import dumps_json
+        from vdit.fileio import write_json
         from vdit.models.model_card import write_model_card
 
         directory = Path(directory)
@@ -155,11 +155,9 @@ class VDIT(nn.Module):
         save_file(tensors, str(tmp), metadata={"format": "pt", "vdit_version": __version__,
                                                WEIGHTS_LAYOUT_KEY: str(WEIGHTS_LAYOUT)})
         os.replace(tmp, directory / WEIGHTS_NAME)
-        tmp = directory / f".{CONFIG_NAME}.tmp"
-        # strict JSON; a non-finite config value is an error (it must load back exactly), never null
-        tmp.write_text(dumps_json({"vdit_version": __version__, "model": to_dict(self.cfg)}, nonfinite="error",
-                                  indent=2))
-        os.replace(tmp, directory / CONFIG_NAME)
+        # a non-finite config value is an error (it must load back exactly), never null
+        write_json(directory / CONFIG_NAME, {"vdit_version": __version__, "model": to_dict(self.cfg)},
+                   nonfinite="error")
         if model_card:
             write_model_card(directory, self.cfg, sum(t.numel() for t in tensors.values()), card)
         return directory

@@ -641,13 +641,43 @@ class MSDeformAttn(nn.Module):
 # ------------------------------------------------------------------------------------------------
 
 
-def _register_optional_impls() -> None:
-    """Register the fused Triton kernel where it can run and apply the CUDA opt-in from the environment.
-    Imports no triton (the kernels load on first use) and touches no default otherwise."""
-    from vdit.models.ops import ms_deform_attn_triton
-
-    ms_deform_attn_triton.register_if_available()
-    ms_deform_attn_triton.apply_cuda_default_from_env()
+# The CUDA default implementation, read at import (never the CPU default): e.g. "triton".
+CUDA_DEFAULT_ENV = "VDIT_MS_DEFORM_ATTN_CUDA_IMPL"
 
 
-_register_optional_impls()
+def register_triton_if_available() -> bool:
+    """Register the fused Triton kernel (`vdit.models.ops.ms_deform_attn_triton`) as ``"triton"`` when
+    it can run; returns whether it is registered now. Idempotent; imports no triton (the kernels load on
+    first use) and changes no default (see `apply_cuda_default_from_env`)."""
+    from vdit.models.ops import ms_deform_attn_triton as tri
+
+    if not tri.is_available():
+        return tri.IMPL_NAME in available_impls()
+    register_impl(tri.IMPL_NAME, tri.ms_deform_attn_triton, overwrite=True)
+    return True
+
+
+def apply_cuda_default_from_env() -> str | None:
+    """Set the CUDA default implementation from ``VDIT_MS_DEFORM_ATTN_CUDA_IMPL`` if it is set.
+
+    Returns the name applied, or None. An unknown name raises ConfigError; ``triton`` where it is not
+    available is skipped (the same environment can then serve GPU and CPU-only machines), and the CPU
+    default is never touched.
+    """
+    import os
+
+    from vdit.models.ops.ms_deform_attn_triton import IMPL_NAME as TRITON
+
+    name = os.environ.get(CUDA_DEFAULT_ENV, "").strip()
+    if not name:
+        return None
+    if name == TRITON and name not in available_impls():
+        return None
+    if name not in available_impls():
+        raise ConfigError(f"{CUDA_DEFAULT_ENV}={name!r} is not an implementation; have {available_impls()}")
+    set_default_impl(name, device_type="cuda")
+    return name
+
+
+register_triton_if_available()
+apply_cuda_default_from_env()

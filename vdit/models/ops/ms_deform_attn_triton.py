@@ -19,15 +19,16 @@ Availability
     The module imports without Triton; Triton is imported, and the kernels are built, on first use.
     The implementation counts as available when Triton is installed and either a CUDA device is present
     or ``TRITON_INTERPRET=1`` (Triton's CPU interpreter, which runs the same kernels on CPU tensors,
-    slowly: for tests only). :func:`register_if_available` adds it to the registry as ``"triton"``;
-    :mod:`vdit.models.ops.ms_deform_attn` calls it at import.
+    slowly: for tests only). :mod:`vdit.models.ops.ms_deform_attn` adds it to its registry as
+    ``"triton"`` at import when it is available (``register_triton_if_available``); this module imports
+    nothing from there.
 
 Default selection
     Registering never changes a default: ``gather`` stays the default on every device, because the
     kernel's speed has not been measured on a GPU yet. Opt in per process with
     ``set_default_impl("triton", device_type="cuda")``, per module with ``MSDeformAttn(impl="triton")``,
-    or with the environment variable ``VDIT_MS_DEFORM_ATTN_CUDA_IMPL=triton`` (read at import; it only
-    ever sets the CUDA default, never the CPU one).
+    or with the environment variable ``VDIT_MS_DEFORM_ATTN_CUDA_IMPL=triton`` (read by
+    :mod:`vdit.models.ops.ms_deform_attn` at import; it only ever sets the CUDA default, never the CPU one).
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ from torch.autograd.function import once_differentiable
 from vdit.errors import ConfigError
 
 IMPL_NAME = "triton"
-CUDA_DEFAULT_ENV = "VDIT_MS_DEFORM_ATTN_CUDA_IMPL"
 INTERPRET_ENV = "TRITON_INTERPRET"
 # Values Triton's own knob parser accepts as true.
 _TRUE_VALUES = frozenset({"1", "true", "on", "yes"})
@@ -221,39 +221,3 @@ def ms_deform_attn_triton(
         sampling_locations.contiguous(),
         attention_weights.contiguous(),
     )
-
-
-# ------------------------------------------------------------------------------------------------
-# Registration
-# ------------------------------------------------------------------------------------------------
-
-
-def register_if_available() -> bool:
-    """Register ``"triton"`` in the ms_deform_attn registry when :func:`is_available`; returns whether it
-    is registered now. Idempotent; changes no default (see :func:`apply_cuda_default_from_env`)."""
-    from vdit.models.ops.ms_deform_attn import available_impls, register_impl
-
-    if not is_available():
-        return IMPL_NAME in available_impls()
-    register_impl(IMPL_NAME, ms_deform_attn_triton, overwrite=True)
-    return True
-
-
-def apply_cuda_default_from_env() -> str | None:
-    """Set the CUDA default implementation from ``VDIT_MS_DEFORM_ATTN_CUDA_IMPL`` if it is set.
-
-    Returns the name applied, or None. An unknown name raises ConfigError; ``triton`` where it is not
-    available is skipped (the same environment can then serve GPU and CPU-only machines), and the CPU
-    default is never touched.
-    """
-    from vdit.models.ops.ms_deform_attn import available_impls, set_default_impl
-
-    name = os.environ.get(CUDA_DEFAULT_ENV, "").strip()
-    if not name:
-        return None
-    if name == IMPL_NAME and name not in available_impls():
-        return None
-    if name not in available_impls():
-        raise ConfigError(f"{CUDA_DEFAULT_ENV}={name!r} is not an implementation; have {available_impls()}")
-    set_default_impl(name, device_type="cuda")
-    return name

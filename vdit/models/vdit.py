@@ -349,7 +349,7 @@ class VDIT(nn.Module):
         if pad_mask is None:
             pad_mask = torch.zeros((b, t, h, w), dtype=torch.bool, device=frames.device)
         elif pad_mask.shape != (b, t, h, w):
-            raise InputError(f"pad_mask must be [B,T,H,W] = {(b, t, h, w)}, got {tuple(pad_mask.shape)}")
+            raise ValueError(f"pad_mask must be [B,T,H,W] = {(b, t, h, w)}, got {tuple(pad_mask.shape)}")
         if sizes is None:
             # filled on the device (a tensor built from a Python list would be a blocking upload)
             sizes = torch.full((b, 2), h, dtype=torch.long, device=frames.device)
@@ -374,7 +374,7 @@ class VDIT(nn.Module):
     def _frame_index(valid_indices: list[list[int]], b: int, t: int, device) -> torch.Tensor:
         k = len(valid_indices[0])
         if len(valid_indices) != b or any(len(v) != k or min(v) < 0 or max(v) >= t for v in valid_indices):
-            raise InputError(f"valid_indices must give {b} lists of the same length with frame positions in [0,{t})")
+            raise ValueError(f"valid_indices must give {b} lists of the same length with frame positions in [0,{t})")
         return torch.tensor([i * t + j for i, v in enumerate(valid_indices) for j in v], device=device)
 
 

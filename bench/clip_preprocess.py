@@ -42,8 +42,8 @@ def _video_frames(paths: list[str], n: int, aspect: float | None) -> torch.Tenso
     """`n` frames spread over each video (centre-cropped to width/height = `aspect` when given), resized
     like the predictor and zero-padded in normalised space like the model."""
     from vdit.data.transforms import EVAL_MAX_SIZE, EVAL_SHORT_SIDE, resized_hw
-    from vdit.models.inputs import frames_to_tensor
     from vdit.data.video_io import read_video_frames
+    from vdit.models.inputs import frames_to_tensor
 
     out = []
     for path in paths:
@@ -64,8 +64,8 @@ def _video_frames(paths: list[str], n: int, aspect: float | None) -> torch.Tenso
 
 def _mini_frames(n_videos: int) -> torch.Tensor:
     from vdit.data.synthetic import generate_video, video_rng
-    from vdit.models.inputs import frames_to_tensor
     from vdit.mini.data import MINI_BENCHMARK
+    from vdit.models.inputs import frames_to_tensor
     from PIL import Image
 
     out = []

@@ -130,8 +130,8 @@ def add_convert_refcoco(sub: argparse._SubParsersAction) -> None:
 
 
 def run_convert_refcoco(args: argparse.Namespace) -> int:
-    from vdit.fileio import dumps_json
     from vdit.data.refcoco import check_dataset_name, convert_refexp_to_coco
+    from vdit.fileio import dumps_json
 
     names = [d.strip() for d in args.datasets.split(",") if d.strip()]
     for name in names:  # reject a typo before converting anything

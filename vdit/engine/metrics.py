@@ -1,7 +1,7 @@
 """Run records: metrics as JSON lines (always), TensorBoard scalars (when `tensorboard` is installed),
 and human messages on stderr mirrored to `train.log`. Only rank 0 writes; other ranks get a silent logger.
 
-metrics.jsonl is strict JSON (`vdit.data.common.dumps_json`): a non-finite value (a NaN loss, an fp16
+metrics.jsonl is strict JSON (`vdit.fileio.dumps_json`): a non-finite value (a NaN loss, an fp16
 gradient norm of Infinity) is written `null`, never as the bare `NaN` / `Infinity` other readers reject.
 Without TensorBoard, one note says so when the first scalars are logged (a run that fails before
 training prints only its error).

@@ -43,8 +43,8 @@ from vdit.data.ytvos import (FRAME_EXT, MASK_EXT, ExpressionRecord, RefVideoData
                              meta_expressions_path)
 from vdit.errors import DataError, EvaluationError
 from vdit.evaluation.jf import expression_jf
-from vdit.fileio import read_json, write_json
 from vdit.evaluation.ytvos_submission import SUBMISSION_DIR
+from vdit.fileio import read_json, write_json
 from vdit.inference.benchmark_session import VIDEO_MAX_SIZE, BenchmarkOptions, item_seed, limited, session_of
 from vdit.inference.predictor import MODEL_SHORT_SIDE, VDITPredictor
 from vdit.inference.windows import DAVIS_WINDOW

@@ -20,9 +20,9 @@ from typing import Any, Callable
 
 import torch
 
-from vdit.fileio import dumps_json
 from vdit.engine.checkpoint import sha256_file
 from vdit.errors import ConfigError
+from vdit.fileio import dumps_json
 from vdit.mini.data import (
     MINI_BENCHMARK,
     BenchmarkSpec,

@@ -30,7 +30,7 @@ PAD_TO = 16  # the model pads its input to a multiple of 16 (vdit.models.vdit)
 
 def _unit_and_diffusion(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """ImageNet-normalised [N,3,H,W] -> (x01, x) exactly as DiffusionBackbone.encode_visual computes them."""
-    from vdit.models.backbone.diffusion_backbone import IMAGENET_MEAN, IMAGENET_STD
+    from vdit.models.inputs import IMAGENET_MEAN, IMAGENET_STD
 
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
@@ -41,8 +41,9 @@ def _unit_and_diffusion(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 def _video_frames(paths: list[str], n: int, aspect: float | None) -> torch.Tensor:
     """`n` frames spread over each video (centre-cropped to width/height = `aspect` when given), resized
     like the predictor and zero-padded in normalised space like the model."""
-    from vdit.data.transforms import EVAL_MAX_SIZE, EVAL_SHORT_SIDE, frames_to_tensor, resized_hw
+    from vdit.data.transforms import EVAL_MAX_SIZE, EVAL_SHORT_SIDE, resized_hw
     from vdit.data.video_io import read_video_frames
+    from vdit.models.inputs import frames_to_tensor
 
     out = []
     for path in paths:
@@ -63,8 +64,8 @@ def _video_frames(paths: list[str], n: int, aspect: float | None) -> torch.Tenso
 
 def _mini_frames(n_videos: int) -> torch.Tensor:
     from vdit.data.synthetic import generate_video, video_rng
-    from vdit.data.transforms import frames_to_tensor
     from vdit.mini.data import MINI_BENCHMARK
+    from vdit.models.inputs import frames_to_tensor
     from PIL import Image
 
     out = []

@@ -18,9 +18,10 @@ from vdit.data.a2d import (
     a2d_image_id, centred_window, read_a2d_instance_masks, read_a2d_samples, sparse_train_indices,
     write_a2d_dataset, write_a2d_instance_masks,
 )
-from vdit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
+from vdit.data.transforms import build_transforms
 from vdit.data.types import collate_clips
 from vdit.errors import ConfigError, DataError
+from vdit.models.inputs import IMAGENET_MEAN, IMAGENET_STD
 
 H, W = 32, 48
 NUM_VIDEO_FRAMES = 8

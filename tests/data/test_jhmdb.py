@@ -15,8 +15,9 @@ from vdit.data.jhmdb import (
     JHMDB_GT_JSON, JHMDB_METADATA_JSON, JHMDBSentencesDataset, jhmdb_sample, read_jhmdb_metadata,
     read_puppet_masks, write_jhmdb_dataset, write_puppet_masks,
 )
-from vdit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
+from vdit.data.transforms import build_transforms
 from vdit.errors import DataError
+from vdit.models.inputs import IMAGENET_MEAN, IMAGENET_STD
 
 H, W = 32, 48
 NUM_FRAMES = 6

@@ -17,7 +17,7 @@ from vdit.data.refcoco import (
     write_refer_dataset,
 )
 from vdit.data.safe_pickle import loads_plain_pickle
-from vdit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
+from vdit.data.transforms import build_transforms
 from vdit.errors import ConfigError, DataError
 
 H, W = 32, 48

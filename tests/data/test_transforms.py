@@ -8,6 +8,7 @@ from PIL import Image
 
 from vdit.data import transforms as T
 from vdit.errors import ConfigError, InputError
+from vdit.models.inputs import IMAGENET_MEAN, IMAGENET_STD, frames_to_tensor
 
 
 def _clip(t=3, h=60, w=100, seed=0):
@@ -19,8 +20,8 @@ def _clip(t=3, h=60, w=100, seed=0):
 
 
 def _denorm(x: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(T.IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(T.IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return x * std + mean
 
 
@@ -222,5 +223,5 @@ def test_bad_inputs():
 
 def test_normalisation_values():
     frame = Image.fromarray(np.full((8, 8, 3), 255, dtype=np.uint8))
-    x = T.frames_to_tensor([frame])
+    x = frames_to_tensor([frame])
     assert torch.allclose(_denorm(x), torch.ones_like(x), atol=1e-6)

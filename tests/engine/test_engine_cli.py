@@ -98,6 +98,18 @@ def test_print_config(engine_tiny_root, capsys):
     assert cfg["train"]["lr_drops"] == [8, 10]
 
 
+def test_presets_include_the_miniature_worlds(capsys):
+    """`vdit train` offers the recipes of vdit.engine.recipes and vdit.mini.recipe (the mini preset lives
+    in vdit/mini, which the engine does not import)."""
+    assert main(["train", "--list-presets"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert "ytvos" in names and "mini_synthetic" in names
+    assert main(["train", "--preset", "mini_synthetic", "--print-config"]) == 0
+    import yaml
+
+    assert yaml.safe_load(capsys.readouterr().out)["train"]["max_steps"] == 2000
+
+
 class _Terminal:
     """A stderr that says it is a terminal and keeps what is written to it."""
 

@@ -61,7 +61,7 @@ class ColourOracle(nn.Module):
         self.calls = 0
 
     def _mask(self, frames, text):
-        from vdit.models.backbone.diffusion_backbone import IMAGENET_MEAN, IMAGENET_STD
+        from vdit.models.inputs import IMAGENET_MEAN, IMAGENET_STD
 
         rgb = frames * torch.tensor(IMAGENET_STD).view(3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
         r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
@@ -121,7 +121,7 @@ def drivers_model(drivers_weights):
 @pytest.fixture
 def bench_options():
     """BenchmarkOptions for the tiny data: CPU, the model's minimum short side."""
-    from vdit.inference.benchmarks import BenchmarkOptions
+    from vdit.inference.benchmark_session import BenchmarkOptions
 
     def make(data_root, out_dir, **kw):
         kw.setdefault("short_side", SHORT)

@@ -8,7 +8,8 @@ import pytest
 from torch import nn
 
 from vdit.inference import benchmarks_video
-from vdit.inference.benchmarks import METRICS_FILE, BenchmarkOptions, run_benchmark
+from vdit.inference.benchmark_session import BenchmarkOptions
+from vdit.inference.benchmarks import METRICS_FILE, run_benchmark
 
 H, W = 64, 96  # the frames of the drivers' tiny benchmarks (conftest)
 

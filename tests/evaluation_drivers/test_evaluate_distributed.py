@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 
 from vdit.cli.main import main
-from vdit.inference.benchmarks import METRICS_FILE, SESSION_DIR, BenchmarkOptions, run_benchmark
+from vdit.inference.benchmark_session import SESSION_DIR, BenchmarkOptions
+from vdit.inference.benchmarks import METRICS_FILE, run_benchmark
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -144,7 +145,8 @@ ORACLE_PRESETS = textwrap.dedent("""
     sys.path.insert(0, sys.argv[1])
     from conftest import ColourOracle
     from vdit.engine import distributed as du
-    from vdit.inference.benchmarks import BenchmarkOptions, run_benchmark
+    from vdit.inference.benchmark_session import BenchmarkOptions
+    from vdit.inference.benchmarks import run_benchmark
 
     torch.set_num_threads(1)
     roots, out = json.loads(sys.argv[2]), Path(sys.argv[3])
@@ -275,7 +277,7 @@ def test_other_settings_or_restart_start_over(ytvos_root, oracle, bench_options,
 def test_ranks_deal_the_items_out():
     import torch
 
-    from vdit.inference.benchmarks import EvalSession
+    from vdit.inference.benchmark_session import EvalSession
 
     keys = [f"v{i}" for i in range(7)]
     shares = [EvalSession(Path("/nonexistent"), {}, torch.device("cpu"), rank=r, world_size=3).own(keys)

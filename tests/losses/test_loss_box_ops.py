@@ -4,7 +4,6 @@ import math
 import pytest
 import torch
 
-from vdit.errors import InputError
 from vdit.models.ops.box_ops import (
     BOX_EPS,
     box_cxcywh_to_xyxy,
@@ -76,9 +75,9 @@ def test_pairwise_shape_and_paired_equals_diagonal():
 
 def test_invalid_xyxy_raises_clear_error():
     bad = torch.tensor([[0.5, 0.5, 0.2, 0.2]])  # cxcywh passed as xyxy
-    with pytest.raises(InputError, match="not valid xyxy"):
+    with pytest.raises(ValueError, match="not valid xyxy"):
         generalized_box_iou(bad, bad)
-    with pytest.raises(InputError, match="last dimension of 4"):
+    with pytest.raises(ValueError, match="last dimension of 4"):
         generalized_box_iou(torch.zeros(2, 3), torch.zeros(2, 4))
 
 
@@ -94,5 +93,5 @@ def test_masks_to_boxes():
     boxes = masks_to_boxes(masks)
     assert boxes.tolist() == [[2.0, 1.0, 4.0, 3.0], [0.0, 5.0, 0.0, 5.0], [0.0, 0.0, 0.0, 0.0]]
     assert masks_to_boxes(torch.zeros(0, 4, 4)).shape == (0, 4)
-    with pytest.raises(InputError):
+    with pytest.raises(ValueError):
         masks_to_boxes(torch.zeros(4, 4))

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from vdit.data.types import ClipBatch
-from vdit.errors import ConfigError, InputError
+from vdit.errors import ConfigError
 from vdit.losses import DEFAULT_LAYER_WEIGHTS, SetCriterion, VideoHungarianMatcher, num_valid_frames
 
 from _loss_helpers import CONFIDENT, logits_from_mask, make_batch, plant, random_layer
@@ -214,14 +214,14 @@ def test_num_valid_frames_averages_over_ranks(monkeypatch):
 
 def test_errors():
     batch, outputs = _tiny_case()
-    with pytest.raises(InputError, match="auxiliary"):
+    with pytest.raises(ValueError, match="auxiliary"):
         SetCriterion()(outputs, batch)
     no_valid = ClipBatch(**{**batch.__dict__, "valid": torch.zeros(1, 2, dtype=torch.bool)})
-    with pytest.raises(InputError, match="no valid frame"):
+    with pytest.raises(ValueError, match="no valid frame"):
         SetCriterion(num_aux_layers=0)(outputs, no_valid)
-    with pytest.raises(InputError, match="out of range"):
+    with pytest.raises(ValueError, match="out of range"):
         SetCriterion(num_aux_layers=0)({**outputs, "matched_query": torch.tensor([2])}, batch)
-    with pytest.raises(InputError, match="pred_masks"):
+    with pytest.raises(ValueError, match="pred_masks"):
         SetCriterion(num_aux_layers=0)({**outputs, "pred_masks": torch.zeros(1, 2, 4, 4)}, batch)
     with pytest.raises(ConfigError, match="loss_foo"):
         SetCriterion(weight_dict={"loss_foo": 1.0})

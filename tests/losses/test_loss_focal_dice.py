@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from vdit.errors import ConfigError, InputError
+from vdit.errors import ConfigError
 from vdit.losses.dice import dice_coefficient, dice_loss
 from vdit.losses.focal import FOCAL_ALPHA, FOCAL_GAMMA, check_focal_params, focal_class_cost, sigmoid_focal_loss
 
@@ -40,7 +40,7 @@ def test_focal_is_small_for_confident_correct_predictions():
 
 
 def test_focal_shape_mismatch_raises():
-    with pytest.raises(InputError):
+    with pytest.raises(ValueError):
         sigmoid_focal_loss(torch.zeros(3), torch.zeros(2))
 
 
@@ -68,7 +68,7 @@ def test_dice_is_over_the_whole_volume_and_broadcasts_one_target():
     target[0, 1, 0, 0] = 1
     # sum p = 4, sum g = 1, sum pg = 0.5 -> (1 + 1) / (5 + 1) = 1/3 for every prediction
     assert dice_coefficient(logits, target).tolist() == pytest.approx([1 / 3] * 3)
-    with pytest.raises(InputError):
+    with pytest.raises(ValueError):
         dice_coefficient(torch.zeros(3, 4), torch.zeros(2, 4))
 
 

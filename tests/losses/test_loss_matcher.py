@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from vdit.errors import ConfigError, InputError
+from vdit.errors import ConfigError
 from vdit.losses.matcher import VideoHungarianMatcher
 from vdit.losses.targets import low_res_targets
 
@@ -119,7 +119,7 @@ def test_class_cost_ignores_invalid_frames():
 def test_clip_without_valid_frame_raises():
     batch = make_batch(b=2, t=2, seed=9, invalid=((1, 0), (1, 1)))
     layer = random_layer(batch, 3, torch.Generator().manual_seed(0))
-    with pytest.raises(InputError, match=r"clip\(s\) \[1\]"):
+    with pytest.raises(ValueError, match=r"clip\(s\) \[1\]"):
         _match(VideoHungarianMatcher(), layer, batch)
 
 
@@ -135,7 +135,7 @@ def test_single_annotated_frame_with_valid_indices():
     one["pred_logits"][0, 0, 4] = 8.0
     assert _match(VideoHungarianMatcher(), one, batch).tolist() == [4]
     batch.valid_indices = None
-    with pytest.raises(InputError, match="valid_indices"):
+    with pytest.raises(ValueError, match="valid_indices"):
         _match(VideoHungarianMatcher(), one, batch)
 
 
@@ -153,16 +153,16 @@ def test_low_res_targets_crop_pad_and_mismatch():
     padded = low_res_targets(masks, (4, 4))
     assert padded.shape == (1, 2, 4, 4) and torch.equal(padded[..., :3, :3], sub) and padded[..., 3, :].abs().sum() == 0
     assert torch.equal(low_res_targets(masks, (2, 3)), sub[..., :2, :])
-    with pytest.raises(InputError, match="stride 2"):
+    with pytest.raises(ValueError, match="stride 2"):
         low_res_targets(masks, (6, 6))
 
 
 def test_bad_shapes_and_config():
     batch = make_batch(b=1, t=2, seed=0)
     layer = random_layer(batch, 3, torch.Generator().manual_seed(0))
-    with pytest.raises(InputError, match="pred_boxes"):
+    with pytest.raises(ValueError, match="pred_boxes"):
         VideoHungarianMatcher()(layer["pred_logits"], layer["pred_boxes"][..., :3], layer["masks_all_low"], batch)
-    with pytest.raises(InputError, match="pred_logits"):
+    with pytest.raises(ValueError, match="pred_logits"):
         VideoHungarianMatcher()(layer["pred_logits"][..., 0], layer["pred_boxes"], layer["masks_all_low"], batch)
     with pytest.raises(ConfigError):
         VideoHungarianMatcher(0, 0, 0, 0, 0)

@@ -43,7 +43,7 @@ def smoke_corpora(smoke_bench):
 @pytest.fixture(scope="session")
 def smoke_tokenizers(smoke_corpora):
     from vdit.mini.data import vocabulary
-    from vdit.mini.tokenizers import build_mini_clip_tokenizer, build_mini_roberta_tokenizer
+    from vdit.models.tokenizers import build_mini_clip_tokenizer, build_mini_roberta_tokenizer
 
     words = vocabulary([smoke_corpora[0]])
     return build_mini_clip_tokenizer(words), build_mini_roberta_tokenizer(words)

@@ -77,11 +77,12 @@ def test_random_unet_is_seeded_frozen_and_leaves_the_global_rng(tiny_root):
 
 
 def test_mini_preset_and_run_config(tmp_path):
-    from vdit.engine.recipes import run_preset
+    from vdit.mini.recipe import mini_synthetic
     from vdit.mini.train import mini_run_config
 
-    cfg = run_preset("mini_synthetic")
+    cfg = mini_synthetic()
     assert cfg.model.foundation.arch == "mini" and cfg.data.name == "synthetic"
+    assert cfg.train.weight_decay == 5e-4 and cfg.train.clip_max_norm == 0.1 and cfg.train.seed == 42
     assert cfg.data.synthetic_videos == 0  # the trainer never writes a train-only benchmark there
     run = mini_run_config(data=tmp_path, steps=7, seed=3, control="text_blind",
                           overrides=["model.backbone.noise.step=5"])

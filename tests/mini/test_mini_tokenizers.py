@@ -1,6 +1,6 @@
 """Benchmark-vocabulary tokenizers: every word is one token, whatever the words share."""
 from vdit.mini.data import SCENE_WORDS, vocabulary
-from vdit.mini.tokenizers import build_mini_clip_tokenizer, build_mini_roberta_tokenizer, learn_merges
+from vdit.models.tokenizers import build_mini_clip_tokenizer, build_mini_roberta_tokenizer, learn_merges
 
 
 def test_learned_merges_make_every_word_one_symbol():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vdit.errors import ConfigError, InputError
+from vdit.errors import ConfigError
 from vdit.models.head.deformable_transformer import (
     DeformableTransformer,
     encoder_reference_points,
@@ -206,11 +206,11 @@ def test_inverse_sigmoid_clamps():
 def test_input_and_config_errors():
     model = DeformableTransformer(**SMALL)
     srcs, masks, pos, tgt, query_pos = _inputs(32)
-    with pytest.raises(InputError, match="levels"):
+    with pytest.raises(ValueError, match="levels"):
         model(srcs[:3], masks[:3], pos[:3], tgt, query_pos)
-    with pytest.raises(InputError, match="masks"):
+    with pytest.raises(ValueError, match="masks"):
         model(srcs, [m.float() for m in masks], pos, tgt, query_pos)
-    with pytest.raises(InputError, match="tgt"):
+    with pytest.raises(ValueError, match="tgt"):
         model(srcs, masks, pos, tgt[:, :, :16], query_pos)
     with pytest.raises(ConfigError):
         DeformableTransformer(dropout=1.5)

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from vdit.errors import ConfigError, InputError
+from vdit.errors import ConfigError
 from vdit.models.ops import ms_deform_attn as op
 from vdit.models.ops.ms_deform_attn import (
     MSDeformAttn,
@@ -156,15 +156,15 @@ def test_gather_value_gradient_only_and_no_grad_paths():
 
 def test_input_errors_name_the_problem():
     value, spatial, start, loc, weights = _random_inputs(LEVEL_SHAPES)
-    with pytest.raises(InputError, match="cover"):
+    with pytest.raises(ValueError, match="cover"):
         ms_deform_attn(value[:, :-1], spatial, start, loc, weights)
-    with pytest.raises(InputError, match="level_start_index"):
+    with pytest.raises(ValueError, match="level_start_index"):
         ms_deform_attn(value, spatial, start.flip(0), loc, weights)
-    with pytest.raises(InputError, match="dtype"):
+    with pytest.raises(TypeError, match="dtype"):
         ms_deform_attn(value, spatial, start, loc.float(), weights)
-    with pytest.raises(InputError, match="attention_weights"):
+    with pytest.raises(ValueError, match="attention_weights"):
         ms_deform_attn(value, spatial, start, loc, weights[..., :1])
-    with pytest.raises(InputError, match="spatial_shapes"):
+    with pytest.raises(ValueError, match="spatial_shapes"):
         ms_deform_attn(value, spatial.float(), start, loc, weights)
 
 
@@ -312,7 +312,7 @@ def test_module_config_and_input_errors():
         MSDeformAttn(32, 4, 8, 4, impl="nope")
     query, ref, memory, spatial, start = _module_inputs()
     attn = MSDeformAttn(32, 3, 4, 2)
-    with pytest.raises(InputError, match="reference_points"):
+    with pytest.raises(ValueError, match="reference_points"):
         attn(query, ref[:, :, :2], memory, spatial, start)
-    with pytest.raises(InputError, match="input_padding_mask"):
+    with pytest.raises(ValueError, match="input_padding_mask"):
         attn(query, ref, memory, spatial, start, torch.zeros(2, 3))

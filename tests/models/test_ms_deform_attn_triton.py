@@ -18,11 +18,14 @@ import torch
 from vdit.errors import ConfigError
 from vdit.models.ops import ms_deform_attn_triton as tri
 from vdit.models.ops.ms_deform_attn import (
+    CUDA_DEFAULT_ENV,
     MSDeformAttn,
+    apply_cuda_default,
     available_impls,
     get_default_impl,
     ms_deform_attn,
     ms_deform_attn_gather,
+    register_triton_if_available,
     set_default_impl,
     unregister_impl,
 )
@@ -50,7 +53,7 @@ def interpreter():
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(tri.INTERPRET_ENV, "1")
         was_registered = tri.IMPL_NAME in available_impls()
-        assert tri.register_if_available(), tri.unavailable_reason()
+        assert register_triton_if_available(), tri.unavailable_reason()
         try:
             yield
         finally:
@@ -242,28 +245,28 @@ def test_cuda_default_policy(monkeypatch):
     assert tri.IMPL_NAME in available_impls()
     try:
         set_default_impl("gather", device_type="cuda")
-        monkeypatch.delenv(tri.CUDA_DEFAULT_ENV, raising=False)
+        monkeypatch.delenv(CUDA_DEFAULT_ENV, raising=False)
         assert tri.interpret_mode()  # this module runs the kernels in the interpreter
-        assert tri.apply_cuda_default() is None  # interpreter: no compiled kernels, nothing changes
+        assert apply_cuda_default() is None  # interpreter: no compiled kernels, nothing changes
         assert get_default_impl("cuda") == "gather"
         monkeypatch.setenv(tri.INTERPRET_ENV, "0")
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-        assert tri.apply_cuda_default() == tri.IMPL_NAME  # a CUDA machine with triton
+        assert apply_cuda_default() == tri.IMPL_NAME  # a CUDA machine with triton
         assert get_default_impl("cuda") == tri.IMPL_NAME and get_default_impl("cpu") == "gather"
-        monkeypatch.setenv(tri.CUDA_DEFAULT_ENV, "gather")  # the opt-out (bit-reproducible d value)
-        assert tri.apply_cuda_default() == "gather" and get_default_impl("cuda") == "gather"
+        monkeypatch.setenv(CUDA_DEFAULT_ENV, "gather")  # the opt-out (bit-reproducible d value)
+        assert apply_cuda_default() == "gather" and get_default_impl("cuda") == "gather"
         monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-        monkeypatch.delenv(tri.CUDA_DEFAULT_ENV)
-        assert tri.apply_cuda_default() is None  # no CUDA device: nothing changes
+        monkeypatch.delenv(CUDA_DEFAULT_ENV)
+        assert apply_cuda_default() is None  # no CUDA device: nothing changes
         monkeypatch.setenv(tri.INTERPRET_ENV, "1")
-        monkeypatch.setenv(tri.CUDA_DEFAULT_ENV, tri.IMPL_NAME)  # explicit opt-in works in the interpreter
-        assert tri.apply_cuda_default() == tri.IMPL_NAME
+        monkeypatch.setenv(CUDA_DEFAULT_ENV, tri.IMPL_NAME)  # explicit opt-in works in the interpreter
+        assert apply_cuda_default() == tri.IMPL_NAME
         assert get_default_impl("cpu") == "gather"
     finally:
         set_default_impl("gather", device_type="cuda")
-    monkeypatch.setenv(tri.CUDA_DEFAULT_ENV, "no_such_impl")
-    with pytest.raises(ConfigError, match=tri.CUDA_DEFAULT_ENV):
-        tri.apply_cuda_default()
+    monkeypatch.setenv(CUDA_DEFAULT_ENV, "no_such_impl")
+    with pytest.raises(ConfigError, match=CUDA_DEFAULT_ENV):
+        apply_cuda_default()
 
 
 def test_unavailable_without_cuda_or_interpreter(monkeypatch):

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from vdit.errors import ConfigError, InputError
+from vdit.errors import ConfigError
 from vdit.models.head.position_encoding import PositionEmbeddingSine1D, PositionEmbeddingSine2D
 
 
@@ -66,7 +66,7 @@ def test_errors():
         PositionEmbeddingSine2D(num_pos_feats=7)
     with pytest.raises(ConfigError):
         PositionEmbeddingSine1D(normalize=False, scale=1.0)
-    with pytest.raises(InputError):
+    with pytest.raises(ValueError):
         PositionEmbeddingSine2D()(torch.zeros(1, 3, 3))
-    with pytest.raises(InputError):
+    with pytest.raises(ValueError):
         PositionEmbeddingSine1D()(torch.zeros(1, 2, 3, dtype=torch.bool))

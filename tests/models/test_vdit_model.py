@@ -220,7 +220,7 @@ def test_zero_valid_frames_is_an_error(tiny_root):
     model = _model(tiny_root).train()
     tg = box_targets(1, 2, 64, 64)
     tg.valid[:] = False
-    with pytest.raises(InputError, match="no valid frame"):
+    with pytest.raises(ValueError, match="no valid frame"):
         model(torch.randn(1, 2, 3, 64, 64), ["a"], targets=tg)
 
 

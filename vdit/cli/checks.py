@@ -3,8 +3,8 @@
 Every failure is a VditError subclass with a one-line message (the CLI prints it and exits 2), so a bad
 argument costs milliseconds and leaves nothing on disk:
 
-- `check_output_dir(path)`: the output folder can be created (or is a folder); nothing is created;
-  `first_missing(path)`: what creating it creates (to be removed again when the run fails);
+- `check_output_dir(path)`: the output folder can be created (or is a folder); nothing is created
+  (`vdit.fileio.first_missing(path)`: what creating it creates, to be removed again when the run fails);
 - `check_local_dir(path, what)`: a folder argument (weights, foundation, run) exists locally. Local
   folders never fall back to the Hugging Face Hub from the command line: a typo would otherwise cost a
   minute of network retries before the same error;
@@ -52,17 +52,6 @@ def check_output_dir(path: str | Path) -> Path:
     if not os.access(probe, os.W_OK | os.X_OK):
         raise InputError(f"output directory {out} is not writable ({probe} is read-only)")
     return out
-
-
-def first_missing(path: str | Path) -> Path | None:
-    """The topmost folder of `path` that does not exist yet (what `mkdir(parents=True)` would create and a
-    failed run must remove again), or None when `path` exists."""
-    top = Path(path).expanduser().absolute()
-    if top.exists():
-        return None
-    while not top.parent.exists() and top.parent != top:
-        top = top.parent
-    return top
 
 
 def check_local_dir(path: str | Path, what: str, needs: Sequence[str] = (), expected: str = "") -> Path:

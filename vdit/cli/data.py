@@ -40,7 +40,7 @@ def run_convert_davis(args: argparse.Namespace) -> int:
     from vdit.data.davis import convert_davis_to_ytvos
 
     from vdit.cli.checks import check_output_dir
-    from vdit.data.common import dumps_json
+    from vdit.fileio import dumps_json
 
     if args.out is not None:
         check_output_dir(args.out)
@@ -77,10 +77,10 @@ def add_make_synthetic(sub: argparse._SubParsersAction) -> None:
 
 
 def run_make_synthetic(args: argparse.Namespace) -> int:
-    from vdit.cli.checks import check_output_dir, first_missing
-    from vdit.data.common import dumps_json
+    from vdit.cli.checks import check_output_dir
     from vdit.data.synthetic import make_synthetic_benchmark
     from vdit.errors import ConfigError
+    from vdit.fileio import dumps_json, first_missing
 
     given = {
         "num_train_videos": args.train, "num_valid_videos": args.valid,
@@ -130,8 +130,8 @@ def add_convert_refcoco(sub: argparse._SubParsersAction) -> None:
 
 
 def run_convert_refcoco(args: argparse.Namespace) -> int:
-    from vdit.data.common import dumps_json
     from vdit.data.refcoco import check_dataset_name, convert_refexp_to_coco
+    from vdit.fileio import dumps_json
 
     names = [d.strip() for d in args.datasets.split(",") if d.strip()]
     for name in names:  # reject a typo before converting anything

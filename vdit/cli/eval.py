@@ -26,7 +26,7 @@ def _write_json(path: str | None, payload: dict) -> None:
     """The figures as strict JSON (a non-finite figure is null)."""
     if not path:
         return
-    from vdit.data.common import dumps_json
+    from vdit.fileio import dumps_json
 
     out = Path(path)
     try:

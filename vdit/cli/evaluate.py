@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-BENCHMARK_CHOICES = ("ytvos", "davis", "mevis", "a2d", "jhmdb", "refcoco")
+from vdit.inference.benchmarks import BENCHMARKS
+
 REFCOCO_SETS = ("refcoco", "refcoco+", "refcocog")
 SUMMARY_KEYS = ("J&F", "J", "F", "J&F-Mean", "J-Mean", "F-Mean", "mAP 0.5:0.95", "AP 0.5", "overall_iou",
                 "mean_iou", "P@0.5", "n_videos", "n_expressions", "n_samples", "submission_valid", "elapsed_s")
@@ -25,7 +26,7 @@ SUMMARY_KEYS = ("J&F", "J", "F", "J&F-Mean", "J-Mean", "F-Mean", "mAP 0.5:0.95",
 def register(subparsers) -> None:
     p = subparsers.add_parser("evaluate", help="run a model on a benchmark (official protocol) and score it",
                               description=__doc__.splitlines()[0])
-    p.add_argument("--preset", required=True, choices=BENCHMARK_CHOICES, help="benchmark protocol")
+    p.add_argument("--preset", required=True, choices=BENCHMARKS, help="benchmark protocol")
     p.add_argument("--weights", required=True, metavar="W", help="folder written by VDIT.save_pretrained")
     p.add_argument("--data", required=True, metavar="ROOT",
                    help="dataset root: Ref-YTVOS / converted Ref-DAVIS / MeViS / A2D-Sentences / JHMDB-Sentences "
@@ -106,11 +107,11 @@ def process_device(device: str | None, world: int) -> str | None:
 def run(args: argparse.Namespace) -> int:
     from vdit.cli.checks import check_output_dir, check_weights_dir, check_weights_foundation
     from vdit.cli.progress import Progress, progress_enabled
-    from vdit.data.common import dumps_json
     from vdit.engine import distributed as du
-    from vdit.inference.benchmarks import (DEFAULT_THRESHOLD, DONE_DIR, METRICS_FILE, SESSION_DIR,
-                                           BenchmarkOptions, run_benchmark)
-    from vdit.inference.predictor import resolve_device
+    from vdit.fileio import dumps_json
+    from vdit.inference.benchmark_session import DONE_DIR, SESSION_DIR, BenchmarkOptions
+    from vdit.inference.benchmarks import METRICS_FILE, run_benchmark
+    from vdit.inference.predictor import DEFAULT_THRESHOLD, resolve_device
     from vdit.models.vdit import VDIT
 
     # Everything that can be checked without the model is, before it loads and before any output exists.

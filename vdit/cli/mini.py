@@ -87,7 +87,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
         from vdit.mini.verify import verify_foundation
 
         check = verify_foundation(out, load_corpus(data, "valid" if result["benchmark"]["num_valid_videos"] else "train"))
-        from vdit.data.common import dumps_json
+        from vdit.fileio import dumps_json
 
         print("VD-IT forward on the result: " + dumps_json(check))
     return 0

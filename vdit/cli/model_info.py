@@ -30,7 +30,7 @@ def model_info(preset_name: str, overrides: list[str] | None = None) -> dict:
 def run(args: argparse.Namespace) -> int:
     info = model_info(args.preset, args.overrides)
     if args.json:
-        from vdit.data.common import dumps_json
+        from vdit.fileio import dumps_json
 
         print(dumps_json(info, indent=2))
         return 0

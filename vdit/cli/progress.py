@@ -10,7 +10,7 @@ quiet (a bar redrawn with carriage returns is noise in a file), and nothing with
     progress.advance("bear")                                # one item finished
     progress.close()
 
-`Progress` is what `vdit.inference.benchmarks.BenchmarkOptions(tracker=...)` expects (start / advance /
+`Progress` is what `vdit.inference.benchmark_session.BenchmarkOptions(tracker=...)` expects (start / advance /
 step); `callback()` adapts it to the `progress(message)` callbacks of `vdit.evaluation`.
 """
 from __future__ import annotations

@@ -34,11 +34,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _list_presets() -> int:
+def _presets() -> dict:
+    """The full-scale recipes and the miniature world's."""
     from vdit.engine.recipes import RUN_PRESETS
+    from vdit.mini.recipe import MINI_RUN_PRESETS
 
-    width = max(map(len, RUN_PRESETS))
-    for name, make in RUN_PRESETS.items():
+    return {**RUN_PRESETS, **MINI_RUN_PRESETS}
+
+
+def _list_presets() -> int:
+    presets = _presets()
+    width = max(map(len, presets))
+    for name, make in presets.items():
         doc = (make.__doc__ or "").strip().splitlines()[0]
         print(f"{name:<{width}}  {doc}")
     return 0
@@ -66,7 +73,7 @@ def resolve_run(args: argparse.Namespace):
     else:
         if not args.preset:
             raise ConfigError("--preset is required for a new run (see --list-presets), or pass --resume")
-        cfg = run_preset(args.preset, args.foundation_root)
+        cfg = run_preset(args.preset, args.foundation_root, _presets())
         run_dir = Path(args.out or f"runs/{args.preset}")
     # Paths are set as given (not parsed as YAML values).
     if args.data_root:

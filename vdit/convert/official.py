@@ -508,7 +508,7 @@ def convert_official(checkpoint: str | Path, out_dir: str | Path, *, foundation_
     `progress(stage)`: called after each finished stage (`conversion_steps(check_frozen)` calls).
     """
     from vdit.config import to_dict
-    from vdit.data.common import dumps_json
+    from vdit.fileio import dumps_json
     from vdit.models.vdit import VDIT
 
     def done(stage: str) -> None:

@@ -27,16 +27,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
-# read_json, centred_window, write_coco_gt, MAX_RESAMPLE and the dataset machinery live in
-# vdit.data.common; they stay importable from here.
+# centred_window, write_coco_gt, MAX_RESAMPLE and the dataset machinery live in vdit.data.common; they
+# stay importable from here.
 from vdit.data.common import (
     MAX_RESAMPLE, BadSampleSkipper, SampleListDataset, apply_transform, centred_window, drop_missing,
-    dumps_json, read_json, read_json_rows, resolve_transform, write_coco_gt,
+    read_json_rows, resolve_transform, write_coco_gt,
 )
 from vdit.data.transforms import normalize_text
 from vdit.data.types import ClipSample
 from vdit.data.video_io import read_video_frames, write_video
 from vdit.errors import ConfigError, DataError
+from vdit.fileio import dumps_json
 
 log = logging.getLogger(__name__)
 
@@ -321,5 +322,5 @@ def write_a2d_dataset(root: str | Path, videos: dict[str, Sequence[np.ndarray]],
 __all__ = [
     "A2DSample", "A2DSentencesDataset", "a2d_image_id", "read_a2d_samples", "read_a2d_instance_masks",
     "centred_window", "sparse_train_indices", "write_a2d_instance_masks",
-    "write_a2d_samples", "write_a2d_coco_gt", "write_coco_gt", "write_a2d_dataset", "read_json",
+    "write_a2d_samples", "write_a2d_coco_gt", "write_coco_gt", "write_a2d_dataset",
 ]

@@ -1,8 +1,7 @@
 """Machinery shared by the dataset modules of `vdit.data` (each piece has its one home here).
 
-- `read_json`, `read_json_rows`: json files, with a `DataError` naming the file (and the entry).
-- `strict_json`, `dumps_json`: what every JSON file vdit writes goes through: strict JSON (RFC 8259 has
-  no NaN / Infinity, which `json.dumps` writes by default and other readers reject).
+- `read_json_rows`: a json file of rows, with a `DataError` naming the file and the entry (JSON itself:
+  `vdit.fileio`).
 - `missing_files`, `drop_missing`: checking at construction that the files a sample needs exist.
 - `resolve_transform`, `apply_transform`: the default `build_transforms` recipe; the ClipSample dtypes.
 - `SeededSampling`: per-sample rng from (dataset, seed, epoch, index, attempt), `set_epoch`, and the
@@ -25,8 +24,6 @@ Two families use these pieces and keep two deliberate differences (each pinned b
 """
 from __future__ import annotations
 
-import json
-import math
 import random
 import warnings
 from pathlib import Path
@@ -39,56 +36,12 @@ from torch.utils.data import Dataset
 from vdit.data.transforms import build_transforms
 from vdit.data.types import ClipSample
 from vdit.errors import DataError
+from vdit.fileio import dumps_json, read_json
 
 T = TypeVar("T")
 
 MAX_RESAMPLE = 100  # train: bound on drawing another index when the target is not visible (unbounded officially)
 COCO_DUMMY_CATEGORY = {"id": 1, "name": "dummy_class"}  # RVOS GT is class-agnostic (MTTR convention)
-
-
-# ---------------------------------------------------------------------------------------------------
-# json
-
-
-def read_json(path: str | Path) -> Any:
-    """json.load with a DataError naming the file when it is missing, unreadable or not valid json/utf-8."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: json file not found")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot parse json ({exc})") from exc
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from exc
-
-
-def strict_json(obj: Any, nonfinite: str = "null", where: str = "") -> Any:
-    """`obj` with every float finite: NaN / +-Inf become None (`nonfinite="null"`, for reports whose
-    readers treat a missing figure as missing) or raise ValueError naming the key (`"error"`, for files
-    that must round-trip exactly, e.g. checkpoints). numpy scalars become Python numbers, tuples lists."""
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        value = float(obj)
-        if math.isfinite(value):
-            return value
-        if nonfinite == "null":
-            return None
-        raise ValueError(f"{where or 'value'} is {value}, which JSON cannot represent")
-    if isinstance(obj, dict):
-        return {k: strict_json(v, nonfinite, f"{where}.{k}" if where else str(k)) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [strict_json(v, nonfinite, f"{where}[{i}]") for i, v in enumerate(obj)]
-    return obj
-
-
-def dumps_json(obj: Any, nonfinite: str = "null", **kwargs: Any) -> str:
-    """json.dumps writing strict JSON only (`allow_nan=False` after `strict_json`)."""
-    return json.dumps(strict_json(obj, nonfinite), allow_nan=False, **kwargs)
 
 
 def read_json_rows(path: str | Path, row: str, parse: Callable[[Any], T]) -> list[T]:
@@ -326,7 +279,7 @@ def write_coco_gt(path: str | Path, items: Sequence[tuple[str, np.ndarray]]) -> 
 
 
 __all__ = [
-    "MAX_RESAMPLE", "COCO_DUMMY_CATEGORY", "read_json", "read_json_rows", "strict_json", "dumps_json",
+    "MAX_RESAMPLE", "COCO_DUMMY_CATEGORY", "read_json_rows",
     "missing_files", "drop_missing",
     "resolve_transform", "apply_transform", "BadSampleSkipper", "SeededSampling", "SampleListDataset",
     "centred_window", "mask_to_coco_annotation", "write_coco_gt",

@@ -40,11 +40,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from vdit.data.common import read_json
 from vdit.data.png import write_index_png
 from vdit.data.transforms import ClipTransform
-from vdit.data.ytvos import ExpressionRecord, RefYTVOSDataset, dump_json, write_jpeg
+from vdit.data.ytvos import ExpressionRecord, RefYTVOSDataset, write_jpeg
 from vdit.errors import ConfigError, DataError, InputError
+from vdit.fileio import read_json, write_json
 
 # Text annotation files, in expression-id order a = 0..3, with their encodings (spec 7.2).
 ANNOTATION_FILES: tuple[tuple[str, str], ...] = (
@@ -209,8 +209,9 @@ def convert_davis_to_ytvos(davis_root: str | Path, out_root: str | Path | None =
             obj_ids = sorted({int(k) for k in cats} | {int(e["obj_id"]) for e in exps.values()})
             meta[video] = {"objects": {str(o): {"category": str(cats.get(str(o), DEFAULT_CATEGORY))}
                                        for o in obj_ids}}
-        dump_json(out_root / "meta_expressions" / split / "meta_expressions.json", {"videos": meta_exp})
-        dump_json(out_root / split / "meta.json", {"videos": meta})
+        write_json(out_root / "meta_expressions" / split / "meta_expressions.json", {"videos": meta_exp},
+                   indent=None, ensure_ascii=False)
+        write_json(out_root / split / "meta.json", {"videos": meta}, indent=None, ensure_ascii=False)
         summary.videos[split] = len(videos)
         summary.expressions[split] = sum(len(v["expressions"]) for v in meta_exp.values())
     return summary
@@ -284,8 +285,9 @@ def write_davis_release(
     for split, names in splits.items():
         (sets_dir / f"{split}.txt").write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
     if semantics is not None:
-        dump_json(src / "davis_semantics.json",
-                  {v: {str(k): c for k, c in objs.items()} for v, objs in semantics.items()})
+        write_json(src / "davis_semantics.json",
+                   {v: {str(k): c for k, c in objs.items()} for v, objs in semantics.items()},
+                   indent=None, ensure_ascii=False)
     text_dir = root / TEXT_DIR
     text_dir.mkdir(parents=True, exist_ok=True)
     for a, (fname, encoding) in enumerate(ANNOTATION_FILES):

@@ -26,13 +26,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from vdit.data.common import (
-    BadSampleSkipper, SampleListDataset, apply_transform, centred_window, drop_missing, dumps_json,
-    read_json_rows, resolve_transform, write_coco_gt,
+    BadSampleSkipper, SampleListDataset, apply_transform, centred_window, drop_missing, read_json_rows,
+    resolve_transform, write_coco_gt,
 )
 from vdit.data.transforms import normalize_text
 from vdit.data.types import ClipSample
 from vdit.data.video_io import read_image
 from vdit.errors import ConfigError, DataError
+from vdit.fileio import dumps_json
 
 log = logging.getLogger(__name__)
 

@@ -22,13 +22,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from pycocotools import mask as coco_mask
 
-from vdit.data.common import read_json
 from vdit.data.transforms import ClipTransform
 from vdit.data.ytvos import (
-    DEFAULT_NUM_FRAMES, FRAME_EXT, ExpressionRecord, RefVideoDataset, VideoRecord, dump_json,
+    DEFAULT_NUM_FRAMES, FRAME_EXT, ExpressionRecord, RefVideoDataset, VideoRecord,
     parse_meta_expressions, update_videos_json, write_frame_jpegs,
 )
 from vdit.errors import DataError, InputError
+from vdit.fileio import read_json, write_json
 
 MEVIS_SPLITS_WITH_MASKS = ("train", "valid_u")
 META_FILE = "meta_expressions.json"
@@ -158,7 +158,7 @@ def write_mevis_video(
                 encode_rle(masks[i] == obj) if (masks[i] == obj).any() else None for i in order
             ]
             next_id += 1
-        dump_json(mask_path, mask_dict)
+        write_json(mask_path, mask_dict, indent=None, ensure_ascii=False)
     exp_entry: dict[str, Any] = {}
     for exp_id, exp in expressions.items():
         objs = [int(o) for o in _listify(exp["obj_id"])]

@@ -34,14 +34,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from vdit.data.common import (
-    MAX_RESAMPLE, BadSampleSkipper, SampleListDataset, apply_transform, drop_missing, dumps_json, read_json,
-    resolve_transform,
+    MAX_RESAMPLE, BadSampleSkipper, SampleListDataset, apply_transform, drop_missing, resolve_transform,
 )
 from vdit.data.safe_pickle import decode_py2_strings, dump_py2_plain, load_plain_pickle
 from vdit.data.transforms import normalize_text
 from vdit.data.types import ClipSample
 from vdit.data.video_io import read_image
 from vdit.errors import ConfigError, DataError
+from vdit.fileio import dumps_json, read_json
 
 log = logging.getLogger(__name__)
 

@@ -40,8 +40,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from vdit.data.transforms import ClipTransform
-from vdit.data.ytvos import RefYTVOSDataset, dump_json, write_ytvos_video
+from vdit.data.ytvos import RefYTVOSDataset, write_ytvos_video
 from vdit.errors import ConfigError
+from vdit.fileio import write_json
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "diamond")
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -555,7 +556,7 @@ def make_synthetic_benchmark(
         info["splits"][split] = split_info
         summary["splits"][split] = {"videos": n, "objects": n_obj, "expressions": n_exp,
                                     "expression_kinds": dict(sorted(kinds.items()))}
-    dump_json(root / INFO_FILE, info)
+    write_json(root / INFO_FILE, info, indent=None, ensure_ascii=False)
     return summary
 
 

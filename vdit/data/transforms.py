@@ -35,10 +35,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from vdit.errors import ConfigError, InputError
-
-# ImageNet statistics used by the official Normalize (and by ClipSample.frames).
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+from vdit.models.inputs import PIXEL_MAX, frames_to_tensor
 
 # Ref-YTVOS / A2D training recipe (spec 5.5).
 TRAIN_SCALES: tuple[int, ...] = (288, 320, 352, 392, 416, 448, 480, 512)
@@ -68,7 +65,6 @@ CHANNEL_SWAP_P = 0.2
 CHANNEL_PERMUTATIONS: tuple[tuple[int, int, int], ...] = (
     (0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0),
 )
-PIXEL_MAX = 255.0
 UINT8_RANGE = 256
 
 # Synthetic benchmark (vdit.data.synthetic): small native frames, so augment around the native size
@@ -368,15 +364,6 @@ def masks_to_boxes_cxcywh(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     )
     boxes[ok] = cxcywh[ok]
     return boxes, ok
-
-
-def frames_to_tensor(frames: Sequence[Image.Image]) -> torch.Tensor:
-    """PIL RGB frames -> [T,3,H,W] float, ImageNet-normalised."""
-    arr = np.stack([np.asarray(f.convert("RGB"), dtype=np.uint8) for f in frames])
-    x = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(PIXEL_MAX)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
 
 
 ClipOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, str]

@@ -19,7 +19,6 @@ subclasses only say where the metadata, frames and masks are.
 from __future__ import annotations
 
 import math
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,14 +30,14 @@ from torch.utils.data import Dataset
 
 # MAX_RESAMPLE stays importable from here.
 from vdit.data.common import (
-    MAX_RESAMPLE, BadSampleSkipper, SeededSampling, apply_transform, dumps_json, missing_files, read_json,
-    resolve_transform,
+    MAX_RESAMPLE, BadSampleSkipper, SeededSampling, apply_transform, missing_files, resolve_transform,
 )
 from vdit.data.png import read_index_png, write_index_png
 from vdit.data.transforms import ClipTransform
 from vdit.data.types import ClipSample
 from vdit.data.video_io import read_image
 from vdit.errors import ConfigError, DataError, InputError
+from vdit.fileio import read_json, write_json
 
 # Spec 5.4 clip sampling.
 DEFAULT_NUM_FRAMES = 5
@@ -76,20 +75,6 @@ class ExpressionRecord:
     obj_ids: tuple[int, ...]
     anno_ids: tuple[str, ...] = ()
 
-
-# The historical name of `vdit.data.common.read_json` (MeViS, the benchmarks and vdit.mini import it).
-load_json = read_json
-
-
-def dump_json(path: str | Path, obj: Any) -> Path:
-    """Write json atomically (temp file + rename) so a crash never leaves a half-written meta file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(dumps_json(obj, ensure_ascii=False))
-    os.replace(tmp, path)
-    return path
 
 
 def _as_obj_ids(value: Any, path: Path, where: str) -> tuple[int, ...]:
@@ -554,7 +539,7 @@ def update_videos_json(path: str | Path, video_id: str, entry: Mapping[str, Any]
     if not isinstance(data, dict) or not isinstance(data.get("videos"), dict):
         raise DataError(f"{path}: expected an object with a 'videos' mapping")
     data["videos"][video_id] = dict(entry)
-    dump_json(path, data)
+    write_json(path, data, indent=None, ensure_ascii=False)
 
 
 def num_train_samples(root: str | Path, split: str, num_frames: int) -> int:
@@ -565,7 +550,7 @@ def num_train_samples(root: str | Path, split: str, num_frames: int) -> int:
 
 __all__ = [
     "DEFAULT_NUM_FRAMES", "LOCAL_MAX_SKIP", "REVERSE_PROB", "MAX_RESAMPLE",
-    "VideoRecord", "ExpressionRecord", "load_json", "dump_json", "parse_meta_expressions",
+    "VideoRecord", "ExpressionRecord", "parse_meta_expressions",
     "meta_expressions_path", "read_ytvos_categories", "sample_clip_indices", "build_train_index",
     "RefVideoDataset", "RefYTVOSDataset", "write_ytvos_video", "write_jpeg", "default_frame_names",
     "frames_as_arrays", "write_frame_jpegs", "update_videos_json",

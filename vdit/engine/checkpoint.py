@@ -168,7 +168,7 @@ def from_json(obj: Any) -> Any:
 
 def _write_json(path: Path, data: Any) -> None:
     """Strict JSON; a non-finite number is refused (a checkpoint must restore exactly what was saved)."""
-    from vdit.data.common import dumps_json
+    from vdit.fileio import dumps_json
 
     try:
         text = dumps_json(data, nonfinite="error", indent=1)
@@ -290,7 +290,7 @@ def restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any], device: 
 def _rng_payload(device: torch.device) -> tuple[bytes, bytes]:
     from safetensors.torch import save
 
-    from vdit.data.common import dumps_json
+    from vdit.fileio import dumps_json
 
     tensors, meta = capture_rng(device)
     return save({k: v.cpu().contiguous() for k, v in tensors.items()}), dumps_json(meta, nonfinite="error").encode()

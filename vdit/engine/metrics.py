@@ -1,7 +1,7 @@
 """Run records: metrics as JSON lines (always), TensorBoard scalars (when `tensorboard` is installed),
 and human messages on stderr mirrored to `train.log`. Only rank 0 writes; other ranks get a silent logger.
 
-metrics.jsonl is strict JSON (`vdit.data.common.dumps_json`): a non-finite value (a NaN loss, an fp16
+metrics.jsonl is strict JSON (`vdit.fileio.dumps_json`): a non-finite value (a NaN loss, an fp16
 gradient norm of Infinity) is written `null`, never as the bare `NaN` / `Infinity` other readers reject.
 Without TensorBoard, one note says so when the first scalars are logged (a run that fails before
 training prints only its error).
@@ -91,7 +91,7 @@ class RunLogger:
     def record(self, event: str, **fields: Any) -> None:
         if not self.enabled or self._jsonl is None:
             return
-        from vdit.data.common import dumps_json
+        from vdit.fileio import dumps_json
 
         row = {"event": event, "time": round(time.time(), 3)}
         row.update(fields)

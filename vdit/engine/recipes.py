@@ -17,8 +17,8 @@ batch, 2 clips for video stages, 4 for pre-training) when training with a differ
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable
 
 from vdit.config import FOUNDATION_PARTS, DataConfig, ModelConfig, RunConfig, TrainConfig, full_config, tiny_config
 from vdit.errors import ConfigError
@@ -123,38 +123,6 @@ def tiny_synthetic() -> RunConfig:
     return RunConfig(model=tiny_config(), train=train, data=data)
 
 
-# mini_synthetic: VD-IT's head on the miniature world (vdit.mini, docs/miniature.md): the shipped tiny
-# foundation models (frozen) and the generated benchmark they were trained on (64x64, 12 frames; written
-# by `vdit mini train` / `vdit mini pretrain`, see vdit.mini.data.MINI_BENCHMARK). A CPU budget, not an
-# epoch count, ends the run: MINI_MAX_STEPS steps of 2-frame clips (~40% of one epoch, 6 clips per
-# expression). lr 8e-4 with T=2 reached the J&F of lr 2e-4 with T=4 in a third of the time (measured
-# on a development foundation, docs/miniature.md).
-MINI_EPOCHS = 1
-MINI_LR = 8e-4
-MINI_BATCH_SIZE = 4
-MINI_NUM_FRAMES = 2
-MINI_MAX_STEPS = 2000
-MINI_LOG_EVERY = 50
-
-
-def mini_synthetic() -> RunConfig:
-    """VD-IT on the miniature world's shipped foundation models and its generated benchmark (CPU-sized).
-    `data.root` defaults to where `vdit mini` keeps the benchmark ($VDIT_CACHE/mini-benchmark-2)."""
-    from vdit.config import mini_config
-    from vdit.mini.data import default_data_dir
-
-    train = TrainConfig(epochs=MINI_EPOCHS, lr=MINI_LR, lr_drops=(), gamma=LR_DROP_GAMMA,
-                        batch_size=MINI_BATCH_SIZE, num_frames=MINI_NUM_FRAMES, num_workers=0,
-                        log_every=MINI_LOG_EVERY, lr_reference_batch=MINI_BATCH_SIZE, max_steps=MINI_MAX_STEPS,
-                        text_cache=0)
-    # text_cache=0: per-sentence encoding differs from the padded batch by float rounding (<= 5e-7 on
-    # the miniature RoBERTa); off, the recorded miniature runs (docs/miniature.md) reproduce bit for bit.
-    # synthetic_videos=0: never let the trainer write a train-only benchmark here (the miniature world's
-    # benchmark has valid/heldout splits too and is written by vdit.mini.data.ensure_benchmark).
-    data = DataConfig(name="synthetic", root=str(default_data_dir()), synthetic_videos=0)
-    return RunConfig(model=mini_config(), train=train, data=data)
-
-
 RUN_PRESETS: dict[str, Callable[[], RunConfig]] = {
     "pretrain_refcoco": pretrain_refcoco,
     "ytvos": ytvos,
@@ -163,7 +131,6 @@ RUN_PRESETS: dict[str, Callable[[], RunConfig]] = {
     **{name: _table_a(mode) for name, mode in TABLE_A_VARIANTS.items()},
     **{f"ytvos_step{s}": _table_b(s) for s in TABLE_B_STEPS},
     "tiny_synthetic": tiny_synthetic,
-    "mini_synthetic": mini_synthetic,
 }
 
 
@@ -180,15 +147,17 @@ def point_foundation(model: ModelConfig, foundation_root: str | Path) -> ModelCo
     return model
 
 
-def run_preset(name: str, foundation_root: str | Path | None = None) -> RunConfig:
-    """A fresh RunConfig for preset `name` (optionally with local foundation model folders)."""
-    if name not in RUN_PRESETS:
+def run_preset(name: str, foundation_root: str | Path | None = None,
+               presets: Mapping[str, Callable[[], RunConfig]] = RUN_PRESETS) -> RunConfig:
+    """A fresh RunConfig for preset `name` of `presets` (optionally with local foundation model folders).
+    `vdit train` passes these presets and the miniature world's (`vdit.mini.recipe.MINI_RUN_PRESETS`)."""
+    if name not in presets:
         import difflib
 
-        close = difflib.get_close_matches(name, list(RUN_PRESETS), n=1)
+        close = difflib.get_close_matches(name, list(presets), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"unknown training preset {name!r}{hint} (choose from {', '.join(RUN_PRESETS)})")
-    cfg = RUN_PRESETS[name]()
+        raise ConfigError(f"unknown training preset {name!r}{hint} (choose from {', '.join(presets)})")
+    cfg = presets[name]()
     if foundation_root is not None:
         point_foundation(cfg.model, foundation_root)
     return cfg.validate()

@@ -145,7 +145,7 @@ def prepare_run_dir(run_dir: Path, resuming: bool) -> tuple[Path | None, bool, R
     """Create the run folder, lock it against a second process (`RunLock`), and check that it is writable
     and not an earlier run's (without --resume). Returns (the topmost folder created here or None, whether
     the folder was empty before, the held lock): what a run that fails to start must remove again."""
-    from vdit.cli.checks import first_missing
+    from vdit.fileio import first_missing
 
     created = first_missing(run_dir)
     try:

@@ -25,6 +25,7 @@ cv2.dilate's default border does for a dilation.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -443,3 +444,14 @@ def frame_jf(gt: np.ndarray, pred: np.ndarray, bound_th: float = BOUNDARY_THRESH
     union = int(np.count_nonzero(gt)) + int(np.count_nonzero(pred)) - inter
     radius = boundary_radius(gt.shape, bound_th)
     return jaccard_from_counts(inter, union), pair_f(mask_geometry(pred, radius), mask_geometry(gt, radius))
+
+
+def expression_jf(gt_masks: Sequence[np.ndarray], pred_masks: Sequence[np.ndarray]) -> tuple[float, float]:
+    """Mean J and mean F over the frames of one expression (`frame_jf` per frame: DAVIS measures, no
+    void). `gt_masks`, `pred_masks`: per frame a bool [H, W] mask (a [T, H, W] array works too)."""
+    js, fs = [], []
+    for gt, pred in zip(gt_masks, pred_masks):
+        j, f = frame_jf(gt, pred)
+        js.append(j)
+        fs.append(f)
+    return float(np.mean(js)), float(np.mean(fs))

@@ -113,7 +113,7 @@ def segment_videos(predictor: Any, sources: Sequence[tuple[str, FrameSource]], t
     would have created leaves nothing). `on_video(name, source)` is called before each video,
     `progress(window_result)` after each window, `on_done(entry)` after each video with its summary
     entry. Returns the batch summary."""
-    from vdit.inference.benchmarks import write_json
+    from vdit.fileio import write_json
     from vdit.inference.export import segment_to_dir
 
     out = Path(out_dir)

@@ -32,7 +32,8 @@ from vdit.data.transforms import ClipTransform, Resize, build_transforms
 from vdit.data.types import ClipSample
 from vdit.errors import EvaluationError
 from vdit.evaluation.masks_io import load_json
-from vdit.inference.benchmarks import FRAME_MAX_SIZE, BenchmarkOptions, item_seed, limited, session_of, write_json
+from vdit.fileio import write_json
+from vdit.inference.benchmark_session import FRAME_MAX_SIZE, BenchmarkOptions, item_seed, limited, session_of
 from vdit.inference.predictor import logits_to_original, pad_to_divisible, resolve_device
 
 A2D_SPLIT = "test"

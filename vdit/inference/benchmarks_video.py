@@ -40,11 +40,12 @@ from vdit.data.png import DAVIS_PALETTE, read_index_png, read_palette, write_ind
 from vdit.data.transforms import normalize_text
 from vdit.data.video_io import read_image
 from vdit.data.ytvos import (FRAME_EXT, MASK_EXT, ExpressionRecord, RefVideoDataset, RefYTVOSDataset, VideoRecord,
-                             load_json, meta_expressions_path)
+                             meta_expressions_path)
 from vdit.errors import DataError, EvaluationError
-from vdit.evaluation.jf import frame_jf
+from vdit.evaluation.jf import expression_jf
 from vdit.evaluation.ytvos_submission import SUBMISSION_DIR
-from vdit.inference.benchmarks import VIDEO_MAX_SIZE, BenchmarkOptions, item_seed, limited, session_of, write_json
+from vdit.fileio import read_json, write_json
+from vdit.inference.benchmark_session import VIDEO_MAX_SIZE, BenchmarkOptions, item_seed, limited, session_of
 from vdit.inference.predictor import MODEL_SHORT_SIDE, VDITPredictor
 from vdit.inference.windows import DAVIS_WINDOW
 
@@ -108,21 +109,11 @@ def read_video(split_dir: Path, video: VideoRecord) -> list:
 
 def subset_meta(meta_path: Path, videos: Sequence[str]) -> dict[str, Any]:
     """The meta_expressions entries of `videos` (as in the file, every field kept)."""
-    data = load_json(meta_path)
+    data = read_json(meta_path)
     entries = data.get("videos") if isinstance(data, dict) else None
     if not isinstance(entries, dict):
         raise DataError(f"{meta_path}: expected an object with a 'videos' mapping")
     return {"videos": {v: entries[v] for v in videos}}
-
-
-def expression_jf(gt_masks: Sequence[np.ndarray], pred_masks: np.ndarray) -> tuple[float, float]:
-    """Mean J and mean F over the frames of one expression (DAVIS measures, no void)."""
-    js, fs = [], []
-    for gt, pred in zip(gt_masks, pred_masks):
-        j, f = frame_jf(gt, pred)
-        js.append(j)
-        fs.append(f)
-    return float(np.mean(js)), float(np.mean(fs))
 
 
 def _jf_summary(per_expression: dict[str, list[float]]) -> dict[str, float]:
@@ -211,7 +202,7 @@ def run_ytvos(model: nn.Module, opts: BenchmarkOptions) -> dict[str, Any] | None
                            subset_meta(meta_expressions_path(opts.data_root, split), videos))
     zip_path = zip_submission_reproducible(opts.out_dir, opts.out_dir / SUBMISSION_ZIP)
     report = validate_submission(zip_path, meta_path, frames_root=split_dir)
-    meta = load_json(meta_path)["videos"]
+    meta = read_json(meta_path)["videos"]
     metrics: dict[str, Any] = {
         "split": split, "n_videos": len(videos), "n_expressions": sum(len(v["expressions"]) for v in meta.values()),
         "n_masks": report.n_expected,
@@ -240,7 +231,7 @@ def run_mevis(model: nn.Module, opts: BenchmarkOptions) -> dict[str, Any] | None
     videos, _ = done
     meta_path = write_json(opts.out_dir / EVALUATED_META, subset_meta(split_dir / META_FILE, videos))
     metrics: dict[str, Any] = {"split": split, "n_videos": len(videos), "n_expressions":
-                               sum(len(v["expressions"]) for v in load_json(meta_path)["videos"].values()),
+                               sum(len(v["expressions"]) for v in read_json(meta_path)["videos"].values()),
                                "results_dir": str(opts.out_dir / SUBMISSION_DIR)}
     mask_dict = split_dir / MASK_FILE
     if mask_dict.is_file():
@@ -333,4 +324,4 @@ def run_ref_davis(model: nn.Module, opts: BenchmarkOptions) -> dict[str, Any] | 
 
 
 __all__ = ["run_ytvos", "run_mevis", "run_ref_davis", "merge_object_probs", "davis_sets", "davis_palette",
-           "expression_jf", "segment_video_expressions", "zip_submission_reproducible"]
+           "segment_video_expressions", "zip_submission_reproducible"]

@@ -43,7 +43,7 @@ SCORE_DIGITS = 6  # rounding of scores in summary.json
 def summary_json(summary: dict[str, Any]) -> str:
     """Strict JSON (non-finite numbers as null) with one top-level key per line (per-frame lists stay on
     one line each)."""
-    from vdit.data.common import dumps_json
+    from vdit.fileio import dumps_json
 
     items = [f"  {json.dumps(k)}: {dumps_json(v)}" for k, v in summary.items()]
     return "{\n" + ",\n".join(items) + "\n}\n"
@@ -123,7 +123,7 @@ def segment_to_dir(predictor: VDITPredictor, source: FrameSource, texts: list[st
     """Run `predictor` over `source` and write masks, overlay and summary into `out_dir` (see the
     module docstring for the layout and the completeness guarantee). Returns the summary dict.
     `progress(window_result)` is called after each window; `extra` is merged into the summary."""
-    from vdit.cli.checks import first_missing
+    from vdit.fileio import first_missing
 
     texts = normalize_texts(texts)
     created = first_missing(Path(out_dir))

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vdit.errors import ConfigError, InputError
+from vdit.errors import ConfigError
 from vdit.losses.dice import dice_loss
 from vdit.losses.focal import FOCAL_ALPHA, FOCAL_GAMMA, check_focal_params, sigmoid_focal_loss
 from vdit.losses.matcher import VideoHungarianMatcher, paired_giou
@@ -81,7 +81,7 @@ def weighted_total(terms: Mapping[str, torch.Tensor], weight_dict: Mapping[str, 
     """
     weighted = [value * weight_dict[name] for name, value in terms.items() if name in weight_dict]
     if not weighted:
-        raise InputError(f"no loss term has a weight: terms {sorted(terms)}, weights {sorted(weight_dict)}")
+        raise ValueError(f"no loss term has a weight: terms {sorted(terms)}, weights {sorted(weight_dict)}")
     return torch.stack(weighted).sum()
 
 
@@ -188,7 +188,7 @@ class SetCriterion(nn.Module):
         layers = [("", outputs)] + [(f"_{i}", aux) for i, aux in enumerate(self._aux_outputs(outputs))]
         targets = align_targets(batch, int(_require(outputs, "pred_logits").shape[1]))
         if self.check_values and not bool(targets.valid.any()):
-            raise InputError("the batch has no valid frame: nothing to supervise (datasets resample such clips)")
+            raise ValueError("the batch has no valid frame: nothing to supervise (datasets resample such clips)")
         num_boxes = num_valid_frames(targets.valid)
         losses: dict[str, torch.Tensor] = {}
         for suffix, layer in layers:
@@ -205,7 +205,7 @@ class SetCriterion(nn.Module):
         wanted = self.layer_weights
         num_frames = _check_layer(layer, name, self.check_values)
         if num_frames != targets.valid.shape[1]:
-            raise InputError(f"{name} has {num_frames} frame(s), the targets {targets.valid.shape[1]}")
+            raise ValueError(f"{name} has {num_frames} frame(s), the targets {targets.valid.shape[1]}")
         matched = layer["matched_query"]
         out: dict[str, torch.Tensor] = {}
         if "loss_ce" in wanted:
@@ -224,7 +224,7 @@ class SetCriterion(nn.Module):
         if "loss_mask_low" in wanted or "loss_dice_low" in wanted:
             pred = _require(layer, "pred_masks_low", name)
             if pred.dim() != 4:
-                raise InputError(f"{name}['pred_masks_low'] must be [B, T, h, w], got {tuple(pred.shape)}")
+                raise ValueError(f"{name}['pred_masks_low'] must be [B, T, h, w], got {tuple(pred.shape)}")
             gt = low_res_targets(targets.masks, pred.shape[-2:])
             _check_mask_shape(pred, gt.shape, f"{name}['pred_masks_low']")
             focal, dice = loss_masks(pred, gt, num_boxes, self.focal_alpha, self.focal_gamma)
@@ -234,7 +234,7 @@ class SetCriterion(nn.Module):
     def _aux_outputs(self, outputs: Mapping[str, Any]) -> list[Mapping[str, Any]]:
         aux = list(outputs.get("aux_outputs") or [])
         if len(aux) != self.num_aux_layers:
-            raise InputError(
+            raise ValueError(
                 f"outputs carry {len(aux)} auxiliary layer(s) but the criterion expects {self.num_aux_layers} "
                 "(num_aux_layers)"
             )
@@ -249,7 +249,7 @@ def _matched(pred: torch.Tensor, matched_query: torch.Tensor) -> torch.Tensor:
 
 def _require(layer: Mapping[str, Any], key: str, name: str = "outputs") -> torch.Tensor:
     if key not in layer or layer[key] is None:
-        raise InputError(f"{name} lacks '{key}', needed by the loss terms in weight_dict")
+        raise ValueError(f"{name} lacks '{key}', needed by the loss terms in weight_dict")
     return layer[key]
 
 
@@ -258,10 +258,10 @@ def _check_layer(layer: Mapping[str, Any], name: str, check_values: bool = True)
     `check_values=False`: shapes and dtypes only (no value read)."""
     logits = _require(layer, "pred_logits", name)
     if logits.dim() != 4 or logits.shape[-1] != 1:
-        raise InputError(f"{name}['pred_logits'] must be [B, T, Q, 1], got {tuple(logits.shape)}")
+        raise ValueError(f"{name}['pred_logits'] must be [B, T, Q, 1], got {tuple(logits.shape)}")
     boxes = layer.get("pred_boxes")
     if boxes is not None and boxes.shape != (*logits.shape[:3], 4):
-        raise InputError(
+        raise ValueError(
             f"{name}['pred_boxes'] must be [B, T, Q, 4] = {(*logits.shape[:3], 4)}, got {tuple(boxes.shape)}"
         )
     _matched_query(layer, name, check_values)
@@ -272,17 +272,17 @@ def _matched_query(layer: Mapping[str, Any], name: str = "outputs", check_values
     matched = _require(layer, "matched_query", name)
     b, _, q, _ = layer["pred_logits"].shape
     if matched.shape != (b,) or matched.dtype != torch.long:
-        raise InputError(
+        raise ValueError(
             f"{name}['matched_query'] must be a LongTensor [B] = [{b}], got {matched.dtype} {tuple(matched.shape)}"
         )
     if check_values and bool(((matched < 0) | (matched >= q)).any()):
-        raise InputError(f"{name}['matched_query'] = {matched.tolist()} is out of range for {q} queries")
+        raise ValueError(f"{name}['matched_query'] = {matched.tolist()} is out of range for {q} queries")
     return matched
 
 
 def _check_mask_shape(pred: torch.Tensor, target_shape: torch.Size, name: str) -> None:
     if tuple(pred.shape) != tuple(target_shape):
-        raise InputError(
+        raise ValueError(
             f"{name} has shape {tuple(pred.shape)} but its targets have {tuple(target_shape)} "
             "([B, T, H, W] at the padded input size for pred_masks, stride 2 for pred_masks_low)"
         )

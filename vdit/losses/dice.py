@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import torch
 
-from vdit.errors import InputError
 
 DICE_SMOOTH = 1.0
 """Added to numerator and denominator: (2 sum(p g) + 1) / (sum p + sum g + 1)."""
@@ -16,13 +15,13 @@ def dice_coefficient(logits: torch.Tensor, targets: torch.Tensor, smooth: float 
     everything after the first dimension (e.g. T x H x W of a clip) is one volume.
     """
     if logits.dim() < 2 or targets.dim() < 2:
-        raise InputError(
+        raise ValueError(
             f"dice_coefficient: expected [N, ...] inputs, got {tuple(logits.shape)} and {tuple(targets.shape)}"
         )
     prob = logits.sigmoid().flatten(1)
     tgt = targets.to(prob.dtype).flatten(1)
     if prob.shape[1] != tgt.shape[1] or tgt.shape[0] not in (1, prob.shape[0]):
-        raise InputError(
+        raise ValueError(
             f"dice_coefficient: predictions {tuple(logits.shape)} and targets {tuple(targets.shape)} do not match"
         )
     numerator = 2 * (prob * tgt).sum(dim=1)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vdit.errors import ConfigError, InputError
+from vdit.errors import ConfigError
 
 FOCAL_ALPHA = 0.25
 """Weight of the positive class (1 - alpha for negatives); spec 4.1 `focal_alpha`."""
@@ -38,7 +38,7 @@ def sigmoid_focal_loss(
     reduce exactly as the official criterion/matcher do.
     """
     if logits.shape != targets.shape:
-        raise InputError(
+        raise ValueError(
             f"sigmoid_focal_loss: logits {tuple(logits.shape)} and targets {tuple(targets.shape)} differ in shape"
         )
     targets = targets.to(logits.dtype)

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vdit.errors import ConfigError, InputError
+from vdit.errors import ConfigError
 from vdit.losses.dice import dice_coefficient
 from vdit.losses.focal import FOCAL_ALPHA, FOCAL_GAMMA, check_focal_params, focal_class_cost, sigmoid_focal_loss
 from vdit.losses.targets import ClipTargets, align_targets, low_res_targets, require_valid_frame_per_clip
@@ -92,7 +92,7 @@ class VideoHungarianMatcher(nn.Module):
         _check_predictions(pred_logits, pred_boxes, pred_masks)
         tgt = align_targets(targets, pred_logits.shape[1])
         if tgt.masks.shape[0] != pred_logits.shape[0]:
-            raise InputError(f"targets have {tgt.masks.shape[0]} clips, predictions {pred_logits.shape[0]}")
+            raise ValueError(f"targets have {tgt.masks.shape[0]} clips, predictions {pred_logits.shape[0]}")
         if self.check_values:
             require_valid_frame_per_clip(tgt.valid)
         box_cost, giou_cost = self._box_costs(pred_boxes.float(), tgt)
@@ -156,9 +156,9 @@ def paired_giou(boxes1: torch.Tensor, boxes2: torch.Tensor, check: bool = True) 
 
 def _check_predictions(logits: torch.Tensor, boxes: torch.Tensor, masks: torch.Tensor) -> None:
     if logits.dim() != 4 or logits.shape[-1] != 1:
-        raise InputError(f"pred_logits must be [B, T, Q, 1] (one 'referred' class), got {tuple(logits.shape)}")
+        raise ValueError(f"pred_logits must be [B, T, Q, 1] (one 'referred' class), got {tuple(logits.shape)}")
     b, t, q, _ = logits.shape
     if boxes.shape != (b, t, q, 4):
-        raise InputError(f"pred_boxes must be [B, T, Q, 4] = [{b}, {t}, {q}, 4], got {tuple(boxes.shape)}")
+        raise ValueError(f"pred_boxes must be [B, T, Q, 4] = [{b}, {t}, {q}, 4], got {tuple(boxes.shape)}")
     if masks.dim() != 5 or masks.shape[:3] != (b, t, q):
-        raise InputError(f"pred_masks must be [B, T, Q, h, w] with B, T, Q = {b}, {t}, {q}; got {tuple(masks.shape)}")
+        raise ValueError(f"pred_masks must be [B, T, Q, h, w] with B, T, Q = {b}, {t}, {q}; got {tuple(masks.shape)}")

@@ -16,7 +16,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from vdit.errors import InputError
 
 LOW_RES_STRIDE = 2
 """M_o is at stride 2 of the padded input."""
@@ -40,14 +39,14 @@ def align_targets(targets: Any, num_frames: int) -> ClipTargets:
 
     If the predictions have as many frames as the targets, they are used as they are. Otherwise the
     batch must carry `valid_indices` (one list of `num_frames` frame positions per clip, A2D / JHMDB)
-    and those frames are selected. Anything else is an InputError.
+    and those frames are selected. Anything else is a ValueError.
     """
     masks, boxes, valid = _fields(targets)
     b, t = valid.shape
     if t != num_frames:
         indices = getattr(targets, "valid_indices", None)
         if indices is None:
-            raise InputError(
+            raise ValueError(
                 f"targets have {t} frames but the predictions have {num_frames}, and the batch has no "
                 "valid_indices saying which frames the head ran on"
             )
@@ -64,13 +63,13 @@ def low_res_targets(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     With inputs padded to a multiple of 8 or more the sizes agree exactly. A difference of at most
     LOW_RES_SIZE_TOLERANCE pixel per axis (odd padded sizes) is absorbed by cropping the bottom/right
     or zero-padding it (padding is background anyway); a larger one means the predictions and the
-    targets do not belong together, which is an InputError.
+    targets do not belong together, which is a ValueError.
     """
     sub = masks[..., LOW_RES_OFFSET::LOW_RES_STRIDE, LOW_RES_OFFSET::LOW_RES_STRIDE]
     h, w = int(size[0]), int(size[1])
     dh, dw = h - sub.shape[-2], w - sub.shape[-1]
     if abs(dh) > LOW_RES_SIZE_TOLERANCE or abs(dw) > LOW_RES_SIZE_TOLERANCE:
-        raise InputError(
+        raise ValueError(
             f"low-resolution masks are {h}x{w} but the targets {tuple(masks.shape[-2:])} subsampled "
             f"[{LOW_RES_OFFSET}::{LOW_RES_STRIDE}] are {tuple(sub.shape[-2:])}: M_o must be at stride "
             f"{LOW_RES_STRIDE} of the padded input"
@@ -82,11 +81,11 @@ def low_res_targets(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def require_valid_frame_per_clip(valid: torch.Tensor) -> None:
-    """InputError if a clip has no valid frame (the official matcher would crash on an empty stack)."""
+    """ValueError if a clip has no valid frame (the official matcher would crash on an empty stack)."""
     per_clip = valid.sum(dim=1)
     empty = (per_clip == 0).nonzero().flatten().tolist()
     if empty:
-        raise InputError(
+        raise ValueError(
             f"clip(s) {empty} of the batch have no valid frame: the referred object must be visible in "
             "at least one frame of every training clip (datasets resample such clips)"
         )
@@ -96,27 +95,27 @@ def _fields(targets: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     try:
         masks, boxes, valid = targets.masks, targets.boxes, targets.valid
     except AttributeError as exc:
-        raise InputError(
+        raise ValueError(
             f"targets need masks, boxes and valid fields (a ClipBatch); got {type(targets).__name__}"
         ) from exc
     if valid.dim() != 2:
-        raise InputError(f"targets.valid must be [B, T], got shape {tuple(valid.shape)}")
+        raise ValueError(f"targets.valid must be [B, T], got shape {tuple(valid.shape)}")
     b, t = valid.shape
     if boxes.shape != (b, t, 4):
-        raise InputError(f"targets.boxes must be [B, T, 4] = [{b}, {t}, 4], got {tuple(boxes.shape)}")
+        raise ValueError(f"targets.boxes must be [B, T, 4] = [{b}, {t}, 4], got {tuple(boxes.shape)}")
     if masks.dim() != 4 or masks.shape[:2] != (b, t):
-        raise InputError(f"targets.masks must be [B, T, H, W] with B, T = {b}, {t}; got {tuple(masks.shape)}")
+        raise ValueError(f"targets.masks must be [B, T, H, W] with B, T = {b}, {t}; got {tuple(masks.shape)}")
     return masks, boxes, valid
 
 
 def _frame_index(indices: Any, b: int, t: int, num_frames: int, device: torch.device) -> torch.Tensor:
     if len(indices) != b:
-        raise InputError(f"valid_indices has {len(indices)} entries for a batch of {b} clips")
+        raise ValueError(f"valid_indices has {len(indices)} entries for a batch of {b} clips")
     rows = []
     for i, clip in enumerate(indices):
         clip = [int(k) for k in clip]
         if len(clip) != num_frames or any(k < 0 or k >= t for k in clip):
-            raise InputError(
+            raise ValueError(
                 f"valid_indices[{i}] = {clip} must list {num_frames} frame position(s) in [0, {t}) "
                 f"to match predictions with {num_frames} frame(s)"
             )

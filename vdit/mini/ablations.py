@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from vdit.engine.recipes import MINI_BATCH_SIZE, MINI_NUM_FRAMES
 from vdit.errors import ConfigError
-from vdit.inference.benchmarks import write_json
+from vdit.fileio import write_json
+from vdit.mini.recipe import MINI_BATCH_SIZE, MINI_NUM_FRAMES
 
 # Per-run budget: the text gap opens between 500 and 1000 steps on the distinct-colour benchmark (heldout
 # J&F, first 20 videos, VD-IT vs text-blind: 17.9 vs 16.3 at 500 steps, 26.5 vs 16.3 at 1000), so a table

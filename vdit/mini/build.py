@@ -20,9 +20,9 @@ from typing import Any, Callable
 
 import torch
 
-from vdit.data.common import dumps_json
 from vdit.engine.checkpoint import sha256_file
 from vdit.errors import ConfigError
+from vdit.fileio import dumps_json
 from vdit.mini.data import (
     MINI_BENCHMARK,
     BenchmarkSpec,
@@ -178,7 +178,7 @@ def build_mini_foundation(
     """Generate the benchmark if needed, train the four models, save them under `out`; returns the
     manifest (with the stages' wall times added)."""
     from vdit.mini.sampling import DEFAULT_STEPS, load_t2v, save_grid
-    from vdit.mini.tokenizers import build_mini_clip_tokenizer, build_mini_roberta_tokenizer
+    from vdit.models.tokenizers import build_mini_clip_tokenizer, build_mini_roberta_tokenizer
 
     plan = plan or PretrainPlan()
     out = Path(out).expanduser()

@@ -25,8 +25,9 @@ import torch
 from vdit.config import MINI_FRAME_SIZE
 from vdit.data.synthetic import (COLOURS, DIRECTIONS, INFO_FILE, RELATIONS, SHAPES, SIZES, benchmark_params,
                                  make_synthetic_benchmark)
-from vdit.data.ytvos import FRAME_EXT, load_json, meta_expressions_path, parse_meta_expressions
+from vdit.data.ytvos import FRAME_EXT, meta_expressions_path, parse_meta_expressions
 from vdit.errors import ConfigError, DataError
+from vdit.fileio import read_json
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def ensure_benchmark(root: str | Path, seed: int = 0, spec: BenchmarkSpec = MINI
     root = Path(root).expanduser()
     info = root / INFO_FILE
     if info.is_file():
-        have = load_json(info).get("params", {})
+        have = read_json(info).get("params", {})
         want = benchmark_params(**_spec_kwargs(spec), seed=seed)
         if have != want:
             raise ConfigError(
@@ -148,7 +149,7 @@ def load_corpus(root: str | Path, split: str = "train") -> CaptionCorpus:
     info_path = root / INFO_FILE
     if not info_path.is_file():
         raise DataError(f"{root} holds no generated benchmark ({INFO_FILE} missing); run `vdit data make-synthetic`")
-    info = load_json(info_path)
+    info = read_json(info_path)
     split_info = info.get("splits", {}).get(split)
     if split_info is None:
         raise DataError(f"{info_path} has no split {split!r}")

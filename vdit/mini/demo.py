@@ -7,11 +7,10 @@
     OUT/summary.json                  segment's summary + "sentences": text, J, F, J&F (fractions), paths
 
 J and F are computed from the PNG masks as written, against the clip's generated ground truth, with the
-benchmark scorer (`expression_jf`: DAVIS region and boundary measures, mean over frames).
+benchmark scorer (`vdit.evaluation.jf.expression_jf`: DAVIS region and boundary measures, mean over frames).
 """
 from __future__ import annotations
 
-import os
 import random
 import time
 from pathlib import Path
@@ -99,20 +98,13 @@ def side_by_side(frames: np.ndarray, gts: list[np.ndarray], preds: list[np.ndarr
     return canvas
 
 
-def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    from vdit.inference.export import summary_json
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(summary_json(payload))
-    os.replace(tmp, path)
-
-
 def run_demo(out: str | Path = DEFAULT_OUT, seed: int = DEMO_SEED, device: str = "cpu",
              echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Generate the demo clip, segment it with the built-in model, write the outputs (module docstring)
     and return the summary."""
-    from vdit.inference.benchmarks_video import expression_jf
-    from vdit.inference.export import MASKS_DIR, SUMMARY_NAME, prepare_output, segment_to_dir
+    from vdit.evaluation.jf import expression_jf
+    from vdit.fileio import write_text_atomic
+    from vdit.inference.export import MASKS_DIR, SUMMARY_NAME, prepare_output, segment_to_dir, summary_json
     from vdit.inference.io import open_source
     from vdit.inference.predictor import VDITPredictor, check_builtin_weights
 
@@ -139,7 +131,7 @@ def run_demo(out: str | Path = DEFAULT_OUT, seed: int = DEMO_SEED, device: str =
     summary["sentences"] = sentences
     summary["paths"] = {**summary["paths"], "clip": f"{CLIP_DIR}/%05d.png", "side_by_side": SIDE_BY_SIDE}
     summary["demo_elapsed_s"] = round(time.perf_counter() - start, 2)
-    _write_json_atomic(out_dir / SUMMARY_NAME, summary)
+    write_text_atomic(out_dir / SUMMARY_NAME, summary_json(summary))
     for i, s in enumerate(sentences):
         echo(f"[{i + 1}] {s['text']!r}: J&F {100 * s['J&F']:.1f} (J {100 * s['J']:.1f}, F {100 * s['F']:.1f})")
     echo(f"wrote {out_dir}/ ({CLIP_DIR}/, {MASKS_DIR}/, overlay.mp4, {SIDE_BY_SIDE}, {SUMMARY_NAME}) "

@@ -5,7 +5,7 @@
     scores = evaluate_mini(result.weights_dir, cfg.data.root, out_dir="runs/mini-blind/eval")
 
 Training is `vdit train`'s code path (`vdit.engine.trainer.Trainer`) with the `mini_synthetic` preset
-(vdit/engine/recipes.py): the shipped tiny foundation models (or any `vdit mini pretrain --out` folder),
+(vdit/mini/recipe.py): the shipped tiny foundation models (or any `vdit mini pretrain --out` folder),
 the generated benchmark they were trained on, AdamW, the paper's losses and matcher. Evaluation is
 `run_benchmark("ytvos", ...)`: every video of a split is one clip, each expression picks its best query,
 masks are written as a Ref-YouTube-VOS submission and scored against the split's Annotations
@@ -61,8 +61,9 @@ def mini_run_config(foundation: str | Path | None = None, data: str | Path | Non
     folder (default: $VDIT_CACHE/mini-benchmark-2), a step budget (`train.max_steps`), a seed, a control
     switch (`text_blind` / `random_unet`) and `key=value` overrides, applied in that order."""
     from vdit.engine.recipes import run_preset
+    from vdit.mini.recipe import MINI_RUN_PRESETS
 
-    cfg = run_preset(MINI_PRESET, foundation)
+    cfg = run_preset(MINI_PRESET, foundation, MINI_RUN_PRESETS)
     if data is not None:
         cfg.data.root = str(Path(data).expanduser())
     sets: list[str] = []
@@ -96,9 +97,9 @@ def ensure_mini_benchmark(data_root: str | Path) -> Path:
 def scored_splits(data_root: Path, splits: Sequence[str]) -> list[str]:
     """The requested splits that hold videos in this benchmark."""
     from vdit.data.synthetic import INFO_FILE
-    from vdit.data.ytvos import load_json
+    from vdit.fileio import read_json
 
-    counts = load_json(data_root / INFO_FILE)["params"]["videos"]
+    counts = read_json(data_root / INFO_FILE)["params"]["videos"]
     return [s for s in splits if counts.get(s, 0) > 0]
 
 
@@ -143,18 +144,18 @@ def train_mini(cfg: RunConfig, run_dir: str | Path, resume: bool = False,
 
 def _native_side(data_root: Path) -> int:
     from vdit.data.synthetic import INFO_FILE
-    from vdit.data.ytvos import load_json
+    from vdit.fileio import read_json
 
-    params = load_json(data_root / INFO_FILE)["params"]
+    params = read_json(data_root / INFO_FILE)["params"]
     return int(min(params["height"], params["width"]))
 
 
 def expression_kinds(data_root: str | Path, split: str) -> dict[str, str]:
     """{"<video>_<exp_id>": kind} (attribute / motion / relation) from the benchmark's record."""
     from vdit.data.synthetic import INFO_FILE
-    from vdit.data.ytvos import load_json
+    from vdit.fileio import read_json
 
-    info = load_json(Path(data_root) / INFO_FILE)["splits"].get(split, {})
+    info = read_json(Path(data_root) / INFO_FILE)["splits"].get(split, {})
     return {f"{vid}_{e['exp_id']}": e["kind"] for vid, video in info.items() for e in video["expressions"]}
 
 
@@ -184,15 +185,14 @@ def evaluate_mini(model: torch.nn.Module | str | Path | None, data_root: str | P
     Ref-YouTube-VOS protocol at the benchmark's native size. Writes `<out_dir>/<split>/metrics.json`
     and `<out_dir>/mini_scores.json`; returns {split: {"J&F", "J", "F", "n_expressions", "by_kind"}}.
     `progress(line)` per finished video, `tracker` a progress bar (BenchmarkOptions.tracker)."""
-    from vdit.inference.benchmarks import BenchmarkOptions, run_benchmark, write_json
+    from vdit.fileio import write_json
+    from vdit.inference.benchmark_session import BenchmarkOptions
+    from vdit.inference.benchmarks import run_benchmark
 
-    if isinstance(model, (str, Path)):  # before the benchmark is generated (~30 s) and never via the Hub
-        from vdit.cli.checks import check_weights_dir
-
-        check_weights_dir(model)
-    data_root = ensure_mini_benchmark(data_root)
     if not isinstance(model, torch.nn.Module):
-        model = load_head(model, device)
+        # before the benchmark is generated (~30 s); an absolute path is never looked up on the Hub
+        model = load_head(None if model is None else Path(model).expanduser().absolute(), device)
+    data_root = ensure_mini_benchmark(data_root)
     model.eval()
     side = _native_side(data_root)
     out_dir = Path(out_dir)
@@ -288,7 +288,7 @@ def ship_head(weights_dir: str | Path, dest: str | Path | None = None,
     model loads wherever vdit is installed, and its model card (README.md: `scores` as `evaluate_mini`
     returns them, `source` where it comes from). The head must have been trained on the shipped
     foundation."""
-    from vdit.data.common import dumps_json
+    from vdit.fileio import dumps_json
 
     import vdit
     from vdit.inference.predictor import BUILTIN_FOUNDATION_RECORD, BUILTIN_WEIGHTS_DIR, foundation_fingerprint

@@ -225,7 +225,7 @@ def build_foundation_random(
     """The foundation models of an architecture with the libraries' random initialisation, built in
     memory (no files): for benchmarks and memory/FLOP accounting at the real widths without weights.
 
-    The tokenizers are the test kit's stand-ins (`vdit.testing.build_clip_tokenizer` /
+    The tokenizers are the test kit's stand-ins (`vdit.models.tokenizers.build_clip_tokenizer` /
     `build_roberta_tokenizer`: byte-level BPE over a small vocabulary). Token ids therefore differ from the
     real tokenizers', but sequence shapes do not (the T2V prompt is always padded to 77 tokens; RoBERTa
     sees one token per word or byte), so compute and memory are those of the real models. Models are
@@ -234,7 +234,7 @@ def build_foundation_random(
     architecture per model, e.g. `{"clip_vision": {"num_hidden_layers": 2}}` (the shallow-encoder setting
     of bench/cpu_official_setting.py).
     """
-    from vdit.testing import build_clip_tokenizer, build_roberta_tokenizer
+    from vdit.models.tokenizers import build_clip_tokenizer, build_roberta_tokenizer
 
     clip_tok, rob_tok = build_clip_tokenizer(), build_roberta_tokenizer()
     torch.manual_seed(seed)

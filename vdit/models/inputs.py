@@ -7,7 +7,12 @@ import numpy as np
 import torch
 
 from vdit.errors import InputError
-from vdit.models.backbone.diffusion_backbone import IMAGENET_MEAN, IMAGENET_STD
+
+# ImageNet statistics of the official Normalize: the model's input (`frames_to_tensor`, the datasets'
+# ClipSample.frames) and the backbone's un-normalisation before its CLIP and VAE branches.
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+PIXEL_MAX = 255.0
 
 
 def _to_hwc_uint8(frame: Any, index: int) -> np.ndarray:
@@ -45,7 +50,7 @@ def frames_to_tensor(frames: Sequence[Any]) -> torch.Tensor:
         if a.shape[:2] != size:
             raise InputError(f"frame {i} is {a.shape[1]}x{a.shape[0]} but frame 0 is {size[1]}x{size[0]}: "
                              "all frames of a clip must have the same size")
-    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
+    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / PIXEL_MAX
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return (x - mean) / std

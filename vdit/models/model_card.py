@@ -250,15 +250,12 @@ def write_model_card(directory: str | Path, cfg: ModelConfig, num_parameters: in
                      info: ModelCardInfo | None = None) -> Path | None:
     """Write `directory/README.md` atomically, unless a README.md vdit did not write is there (then
     nothing is written and None returned)."""
-    import os
+    from vdit.fileio import write_text_atomic
 
     path = Path(directory) / CARD_NAME
     if path.exists() and not is_generated(path):
         return None
-    tmp = path.with_name(f".{CARD_NAME}.tmp")
-    tmp.write_text(model_card(cfg, num_parameters, info), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, model_card(cfg, num_parameters, info))
 
 
 def read_front_matter(text: str) -> dict[str, Any]:

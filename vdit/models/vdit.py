@@ -145,7 +145,7 @@ class VDIT(nn.Module):
         from safetensors.torch import save_file
 
         from vdit.config import to_dict
-        from vdit.data.common import dumps_json
+        from vdit.fileio import write_json
         from vdit.models.model_card import write_model_card
 
         directory = Path(directory)
@@ -155,11 +155,9 @@ class VDIT(nn.Module):
         save_file(tensors, str(tmp), metadata={"format": "pt", "vdit_version": __version__,
                                                WEIGHTS_LAYOUT_KEY: str(WEIGHTS_LAYOUT)})
         os.replace(tmp, directory / WEIGHTS_NAME)
-        tmp = directory / f".{CONFIG_NAME}.tmp"
-        # strict JSON; a non-finite config value is an error (it must load back exactly), never null
-        tmp.write_text(dumps_json({"vdit_version": __version__, "model": to_dict(self.cfg)}, nonfinite="error",
-                                  indent=2))
-        os.replace(tmp, directory / CONFIG_NAME)
+        # a non-finite config value is an error (it must load back exactly), never null
+        write_json(directory / CONFIG_NAME, {"vdit_version": __version__, "model": to_dict(self.cfg)},
+                   nonfinite="error")
         if model_card:
             write_model_card(directory, self.cfg, sum(t.numel() for t in tensors.values()), card)
         return directory
@@ -351,7 +349,7 @@ class VDIT(nn.Module):
         if pad_mask is None:
             pad_mask = torch.zeros((b, t, h, w), dtype=torch.bool, device=frames.device)
         elif pad_mask.shape != (b, t, h, w):
-            raise InputError(f"pad_mask must be [B,T,H,W] = {(b, t, h, w)}, got {tuple(pad_mask.shape)}")
+            raise ValueError(f"pad_mask must be [B,T,H,W] = {(b, t, h, w)}, got {tuple(pad_mask.shape)}")
         if sizes is None:
             # filled on the device (a tensor built from a Python list would be a blocking upload)
             sizes = torch.full((b, 2), h, dtype=torch.long, device=frames.device)
@@ -376,7 +374,7 @@ class VDIT(nn.Module):
     def _frame_index(valid_indices: list[list[int]], b: int, t: int, device) -> torch.Tensor:
         k = len(valid_indices[0])
         if len(valid_indices) != b or any(len(v) != k or min(v) < 0 or max(v) >= t for v in valid_indices):
-            raise InputError(f"valid_indices must give {b} lists of the same length with frame positions in [0,{t})")
+            raise ValueError(f"valid_indices must give {b} lists of the same length with frame positions in [0,{t})")
         return torch.tensor([i * t + j for i, v in enumerate(valid_indices) for j in v], device=device)
 
 

@@ -1,4 +1,4 @@
 """Test kit: random tiny foundation models in the real on-disk layouts (see tiny_models)."""
-from vdit.testing.tiny_models import build_clip_tokenizer, build_roberta_tokenizer, build_tiny_foundation
+from vdit.testing.tiny_models import build_tiny_foundation
 
-__all__ = ["build_tiny_foundation", "build_clip_tokenizer", "build_roberta_tokenizer"]
+__all__ = ["build_tiny_foundation"]

@@ -7,8 +7,8 @@
     root/text_encoder/                                       RobertaModel + RobertaTokenizer
 
 with `save_pretrained`, so every test goes through the real `from_pretrained` loading path offline.
-Nothing is downloaded: the tokenizers are byte-level BPE vocabularies built here (every byte is a token,
-plus merges for the words of `DEFAULT_WORDS`, so common words become single tokens).
+Nothing is downloaded: the tokenizers are byte-level BPE vocabularies (`vdit.models.tokenizers`: every
+byte is a token, plus merges for the words of `DEFAULT_WORDS`, so common words become single tokens).
 """
 from __future__ import annotations
 
@@ -17,45 +17,7 @@ from pathlib import Path
 import torch
 
 from vdit.models.foundation_arch import CLIP_MEAN, CLIP_STD, SCHEDULER, arch
-
-# Words the tiny tokenizers know as whole tokens (the generated benchmark's vocabulary and a few more).
-DEFAULT_WORDS = (
-    "a the of and is in on to with left right up down moving small large big red green blue yellow "
-    "purple orange white black circle square triangle star diamond cross shape object person dog "
-    "above below near far next top bottom fast slow that which one"
-).split()
-
-
-def _word_merges(words: list[str], suffix: str) -> list[tuple[str, str]]:
-    """Left-to-right merges that assemble each word into one token (`suffix` marks a word end)."""
-    merges: list[tuple[str, str]] = []
-    seen = set()
-    for word in words:
-        pieces = list(word)
-        pieces[-1] = pieces[-1] + suffix
-        current = pieces[0]
-        for piece in pieces[1:]:
-            pair = (current, piece)
-            current = current + piece
-            if pair not in seen:
-                seen.add(pair)
-                merges.append(pair)
-    return merges
-
-
-def build_clip_tokenizer(words: list[str] | tuple[str, ...] = DEFAULT_WORDS, max_length: int = 77):
-    from vdit.mini.tokenizers import CLIP_WORD_END, clip_tokenizer_from_merges
-
-    merges = _word_merges(list(words), CLIP_WORD_END)
-    return clip_tokenizer_from_merges(merges, max_length)
-
-
-def build_roberta_tokenizer(words: list[str] | tuple[str, ...] = DEFAULT_WORDS, max_length: int = 128):
-    from vdit.mini.tokenizers import ROBERTA_SPACE, roberta_tokenizer_from_merges
-
-    # RoBERTa marks a leading space with "Ġ" (byte 0x20 mapped); words after the first carry it.
-    merges = _word_merges([ROBERTA_SPACE + w for w in words] + list(words), "")
-    return roberta_tokenizer_from_merges(merges, max_length)
+from vdit.models.tokenizers import build_clip_tokenizer, build_roberta_tokenizer
 
 
 def build_tiny_foundation(root: str | Path, seed: int = 0, arch_name: str = "tiny") -> Path:

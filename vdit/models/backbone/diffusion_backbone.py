@@ -28,11 +28,10 @@ from vdit.models.backbone.prompt import TextGuidedProjection
 from vdit.models.backbone.unet_features import unet_taps
 from vdit.models.ops.cpu_kernels import cpu_inference_kernels
 from vdit.models.foundation import Foundation
+from vdit.models.inputs import IMAGENET_MEAN, IMAGENET_STD
 from vdit.models import precision
 from vdit.models.text_cache import TextFeatureCache, autocast_key, usable
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 VAE_TAP_BLOCK, VAE_TAP_RESNET = 2, 1  # tap B: encoder.down_blocks[2].resnets[1], before the downsampler
 VAE_DOWNSCALE = 8
 UNET_DOWNSCALE = 8  # three stride-2 down blocks after the VAE: latent s8 -> s64

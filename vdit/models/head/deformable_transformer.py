@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vdit.errors import ConfigError, InputError
+from vdit.errors import ConfigError
 from vdit.models.ops.ms_deform_attn import MSDeformAttn
 
 # VD-IT head defaults (spec 3, opts defaults; no script overrides them).
@@ -369,28 +369,28 @@ class DeformableTransformer(nn.Module):
     ) -> None:
         levels = self.num_feature_levels
         if not (len(srcs) == len(masks) == len(pos_embeds) == levels):
-            raise InputError(
+            raise ValueError(
                 f"DeformableTransformer: expected {levels} levels of srcs/masks/pos_embeds, "
                 f"got {len(srcs)}/{len(masks)}/{len(pos_embeds)}"
             )
         n = srcs[0].shape[0]
         for lvl, (src, mask, pos) in enumerate(zip(srcs, masks, pos_embeds)):
             if src.dim() != 4 or src.shape[0] != n or src.shape[1] != self.d_model:
-                raise InputError(
+                raise ValueError(
                     f"DeformableTransformer: srcs[{lvl}] must be [{n}, {self.d_model}, h, w], got {tuple(src.shape)}"
                 )
             if tuple(pos.shape) != tuple(src.shape):
-                raise InputError(
+                raise ValueError(
                     f"DeformableTransformer: pos_embeds[{lvl}] shape {tuple(pos.shape)} "
                     f"!= srcs[{lvl}] {tuple(src.shape)}"
                 )
             expected = (n, src.shape[2], src.shape[3])
             if mask.dtype != torch.bool or tuple(mask.shape) != expected:
-                raise InputError(
+                raise ValueError(
                     f"DeformableTransformer: masks[{lvl}] must be bool {expected}, got {mask.dtype} {tuple(mask.shape)}"
                 )
         if tgt.dim() != 3 or tgt.shape[0] != n or tgt.shape[2] != self.d_model or query_pos.shape != tgt.shape:
-            raise InputError(
+            raise ValueError(
                 f"DeformableTransformer: tgt and query_pos must both be [{n}, Q, {self.d_model}], "
                 f"got {tuple(tgt.shape)} and {tuple(query_pos.shape)}"
             )

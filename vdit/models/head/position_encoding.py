@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from vdit.errors import ConfigError, InputError
+from vdit.errors import ConfigError
 
 DEFAULT_NUM_POS_FEATS_2D = 128  # per axis; [pos_y, pos_x] gives 256 channels = head width
 DEFAULT_NUM_POS_FEATS_1D = 256
@@ -72,7 +72,7 @@ class PositionEmbeddingSine2D(_SineEmbedding):
 
     def forward(self, mask: Tensor) -> Tensor:
         if mask.dim() != 3 or mask.dtype != torch.bool:
-            raise InputError(
+            raise ValueError(
                 f"PositionEmbeddingSine2D: mask must be a bool [N, H, W] tensor, got {mask.dtype} {tuple(mask.shape)}"
             )
         valid = ~mask
@@ -104,7 +104,7 @@ class PositionEmbeddingSine1D(_SineEmbedding):
 
     def forward(self, mask: Tensor) -> Tensor:
         if mask.dim() != 2 or mask.dtype != torch.bool:
-            raise InputError(
+            raise ValueError(
                 f"PositionEmbeddingSine1D: mask must be a bool [B, L] tensor, got {mask.dtype} {tuple(mask.shape)}"
             )
         position = (~mask).cumsum(1, dtype=torch.float32)

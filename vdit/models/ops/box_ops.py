@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import torch
 
-from vdit.errors import InputError
 
 BOX_EPS = 1e-6
 """Additive smoothing of the IoU ratio and of GIoU's enclosing-area ratio (official box_ops)."""
@@ -55,7 +54,7 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
 def generalized_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     """Pairwise smoothed GIoU of [N, 4] and [M, 4] xyxy boxes -> [N, M], values in (-1, 1].
 
-    Raises InputError if a box has x1 < x0 or y1 < y0 (the official code asserts instead). NaN
+    Raises ValueError if a box has x1 < x0 or y1 < y0 (the official code asserts instead). NaN
     coordinates are not rejected: they propagate so the engine's non-finite check reports them.
     """
     b1, b2 = _pairwise_operands(boxes1, boxes2)
@@ -82,7 +81,7 @@ def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
     object (the official helper returns 1e8 minima there instead).
     """
     if masks.dim() != 3:
-        raise InputError(f"masks_to_boxes: expected masks of shape [N, H, W], got {tuple(masks.shape)}")
+        raise ValueError(f"masks_to_boxes: expected masks of shape [N, H, W], got {tuple(masks.shape)}")
     n, h, w = masks.shape
     if n == 0:
         return torch.zeros((0, 4), dtype=torch.float32, device=masks.device)
@@ -123,7 +122,7 @@ def _iou_union_enclosing(b1: torch.Tensor, b2: torch.Tensor) -> tuple[torch.Tens
 def _pairwise_operands(boxes1: torch.Tensor, boxes2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     for name, boxes in (("boxes1", boxes1), ("boxes2", boxes2)):
         if boxes.dim() != 2:
-            raise InputError(f"{name}: expected [N, 4] xyxy boxes, got shape {tuple(boxes.shape)}")
+            raise ValueError(f"{name}: expected [N, 4] xyxy boxes, got shape {tuple(boxes.shape)}")
         _check_last_dim(boxes, name)
         _check_xyxy(boxes, name)
     return boxes1[:, None, :], boxes2[None, :, :]
@@ -131,7 +130,7 @@ def _pairwise_operands(boxes1: torch.Tensor, boxes2: torch.Tensor) -> tuple[torc
 
 def _check_last_dim(boxes: torch.Tensor, name: str) -> None:
     if boxes.dim() == 0 or boxes.shape[-1] != 4:
-        raise InputError(f"{name}: expected a last dimension of 4 box coordinates, got shape {tuple(boxes.shape)}")
+        raise ValueError(f"{name}: expected a last dimension of 4 box coordinates, got shape {tuple(boxes.shape)}")
 
 
 def _check_xyxy(boxes: torch.Tensor, name: str) -> None:
@@ -139,7 +138,7 @@ def _check_xyxy(boxes: torch.Tensor, name: str) -> None:
     bad = (boxes[..., 2:] < boxes[..., :2]).any(dim=-1)
     if bool(bad.any()):
         first = boxes[bad][0].tolist()
-        raise InputError(
+        raise ValueError(
             f"{name}: {int(bad.sum())} box(es) are not valid xyxy (need x1 >= x0 and y1 >= y0), "
             f"e.g. {first}; were cxcywh boxes passed without box_cxcywh_to_xyxy, or a negative size predicted?"
         )

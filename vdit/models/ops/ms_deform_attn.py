@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from vdit.errors import ConfigError, InputError
+from vdit.errors import ConfigError
 from vdit.models import precision
 
 # Deformable-DETR / VD-IT head defaults (spec 3.4).
@@ -73,41 +73,42 @@ def _check_inputs(
     attention_weights: Tensor,
     check_values: bool = True,
 ) -> None:
-    """Raise InputError when the op's inputs disagree in rank, size, dtype or level layout. The level
-    layout is checked on the values of ``spatial_shapes`` / ``level_start_index``: reading them makes the
-    host wait for the device, so callers that built them from known shapes skip it (``check_values``)."""
+    """Raise ValueError (TypeError for dtypes) when the op's inputs disagree in rank, size, dtype or level
+    layout: a caller's bug, so a traceback, not a one-line InputError. The level layout is checked on the
+    values of ``spatial_shapes`` / ``level_start_index``: reading them makes the host wait for the device,
+    so callers that built them from known shapes skip it (``check_values``)."""
     if value.dim() != 4:
-        raise InputError(f"ms_deform_attn: value must be [N, S, M, D], got shape {tuple(value.shape)}")
+        raise ValueError(f"ms_deform_attn: value must be [N, S, M, D], got shape {tuple(value.shape)}")
     if sampling_locations.dim() != 6 or sampling_locations.shape[-1] != 2:
-        raise InputError(
+        raise ValueError(
             "ms_deform_attn: sampling_locations must be [N, Lq, M, L, P, 2], "
             f"got shape {tuple(sampling_locations.shape)}"
         )
     n, s, m, _ = value.shape
     n_l, lq, m_l, levels, points, _ = sampling_locations.shape
     if (n_l, m_l) != (n, m):
-        raise InputError(
+        raise ValueError(
             f"ms_deform_attn: sampling_locations batch/heads {(n_l, m_l)} do not match value {(n, m)}"
         )
     if tuple(attention_weights.shape) != (n, lq, m, levels, points):
-        raise InputError(
+        raise ValueError(
             f"ms_deform_attn: attention_weights must be {(n, lq, m, levels, points)}, "
             f"got {tuple(attention_weights.shape)}"
         )
     if not value.is_floating_point():
-        raise InputError(f"ms_deform_attn: value must be floating point, got {value.dtype}")
+        raise TypeError(f"ms_deform_attn: value must be floating point, got {value.dtype}")
     if sampling_locations.dtype != value.dtype or attention_weights.dtype != value.dtype:
-        raise InputError(
+        raise TypeError(
             "ms_deform_attn: value, sampling_locations and attention_weights must share one dtype, got "
             f"{value.dtype}, {sampling_locations.dtype}, {attention_weights.dtype}"
         )
     if spatial_shapes.shape != (levels, 2) or spatial_shapes.is_floating_point():
-        raise InputError(
+        raise ValueError(
             f"ms_deform_attn: spatial_shapes must be an integer [L={levels}, 2] tensor of (h, w), "
             f"got {spatial_shapes.dtype} {tuple(spatial_shapes.shape)}"
         )
     if level_start_index.shape != (levels,) or level_start_index.is_floating_point():
-        raise InputError(
+        raise ValueError(
             f"ms_deform_attn: level_start_index must be an integer [L={levels}] tensor, "
             f"got {level_start_index.dtype} {tuple(level_start_index.shape)}"
         )
@@ -116,12 +117,12 @@ def _check_inputs(
     shapes = spatial_shapes.tolist()
     sizes = [h * w for h, w in shapes]
     if any(h <= 0 or w <= 0 for h, w in shapes) or sum(sizes) != s:
-        raise InputError(
+        raise ValueError(
             f"ms_deform_attn: spatial_shapes {shapes} cover {sum(sizes)} positions, value has S={s}"
         )
     starts = [sum(sizes[:i]) for i in range(levels)]
     if level_start_index.tolist() != starts:
-        raise InputError(
+        raise ValueError(
             f"ms_deform_attn: level_start_index {level_start_index.tolist()} does not match "
             f"spatial_shapes {shapes} (expected {starts})"
         )
@@ -614,23 +615,23 @@ class MSDeformAttn(nn.Module):
         self, query: Tensor, reference_points: Tensor, input_flatten: Tensor, padding_mask: Tensor | None
     ) -> None:
         if query.dim() != 3 or query.shape[-1] != self.d_model:
-            raise InputError(f"MSDeformAttn: query must be [N, Lq, {self.d_model}], got {tuple(query.shape)}")
+            raise ValueError(f"MSDeformAttn: query must be [N, Lq, {self.d_model}], got {tuple(query.shape)}")
         n, lq, _ = query.shape
         if input_flatten.dim() != 3 or input_flatten.shape[0] != n or input_flatten.shape[-1] != self.d_model:
-            raise InputError(
+            raise ValueError(
                 f"MSDeformAttn: input_flatten must be [{n}, S, {self.d_model}], got {tuple(input_flatten.shape)}"
             )
         if reference_points.dim() != 4 or tuple(reference_points.shape[:3]) != (n, lq, self.n_levels) or (
             reference_points.shape[-1] not in (2, 4)
         ):
-            raise InputError(
+            raise ValueError(
                 f"MSDeformAttn: reference_points must be [{n}, {lq}, {self.n_levels}, 2 or 4], "
                 f"got {tuple(reference_points.shape)}"
             )
         if padding_mask is not None and (
             padding_mask.dtype != torch.bool or tuple(padding_mask.shape) != tuple(input_flatten.shape[:2])
         ):
-            raise InputError(
+            raise ValueError(
                 f"MSDeformAttn: input_padding_mask must be bool {tuple(input_flatten.shape[:2])}, "
                 f"got {padding_mask.dtype} {tuple(padding_mask.shape)}"
             )
@@ -641,13 +642,46 @@ class MSDeformAttn(nn.Module):
 # ------------------------------------------------------------------------------------------------
 
 
-def _register_optional_impls() -> None:
-    """Register the fused Triton kernel where it can run and apply the CUDA opt-in from the environment.
-    Imports no triton (the kernels load on first use) and touches no default otherwise."""
-    from vdit.models.ops import ms_deform_attn_triton
-
-    ms_deform_attn_triton.register_if_available()
-    ms_deform_attn_triton.apply_cuda_default()
+# Overrides the CUDA default implementation, read at import (never the CPU default): e.g. "gather".
+CUDA_DEFAULT_ENV = "VDIT_MS_DEFORM_ATTN_CUDA_IMPL"
 
 
-_register_optional_impls()
+def register_triton_if_available() -> bool:
+    """Register the fused Triton kernel (`vdit.models.ops.ms_deform_attn_triton`) as ``"triton"`` when
+    it can run; returns whether it is registered now. Idempotent; imports no triton (the kernels load on
+    first use) and changes no default (see `apply_cuda_default`)."""
+    from vdit.models.ops import ms_deform_attn_triton as tri
+
+    if not tri.is_available():
+        return tri.IMPL_NAME in available_impls()
+    register_impl(tri.IMPL_NAME, tri.ms_deform_attn_triton, overwrite=True)
+    return True
+
+
+def apply_cuda_default() -> str | None:
+    """Choose the CUDA default implementation: ``VDIT_MS_DEFORM_ATTN_CUDA_IMPL`` if it is set, else
+    ``triton`` where it runs compiled on a CUDA device (not in Triton's interpreter).
+
+    Returns the name applied, or None (nothing changed). An unknown name in the variable raises
+    ConfigError; ``triton`` there where it is not available is skipped (the same environment can then
+    serve GPU and CPU-only machines). The CPU default is never touched.
+    """
+    import os
+
+    from vdit.models.ops import ms_deform_attn_triton as tri
+
+    name = os.environ.get(CUDA_DEFAULT_ENV, "").strip()
+    if not name:
+        if tri.IMPL_NAME not in available_impls() or tri.interpret_mode() or not torch.cuda.is_available():
+            return None
+        name = tri.IMPL_NAME
+    if name == tri.IMPL_NAME and name not in available_impls():
+        return None
+    if name not in available_impls():
+        raise ConfigError(f"{CUDA_DEFAULT_ENV}={name!r} is not an implementation; have {available_impls()}")
+    set_default_impl(name, device_type="cuda")
+    return name
+
+
+register_triton_if_available()
+apply_cuda_default()

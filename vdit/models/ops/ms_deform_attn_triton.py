@@ -19,15 +19,16 @@ Availability
     The module imports without Triton; Triton is imported, and the kernels are built, on first use.
     The implementation counts as available when Triton is installed and either a CUDA device is present
     or ``TRITON_INTERPRET=1`` (Triton's CPU interpreter, which runs the same kernels on CPU tensors,
-    slowly: for tests only). :func:`register_if_available` adds it to the registry as ``"triton"``;
-    :mod:`vdit.models.ops.ms_deform_attn` calls it at import.
+    slowly: for tests only). :mod:`vdit.models.ops.ms_deform_attn` adds it to its registry as
+    ``"triton"`` at import when it is available (``register_triton_if_available``); this module imports
+    nothing from there.
 
 Default selection
     On a machine with a CUDA device (compiled kernels, not the interpreter) ``triton`` becomes the CUDA
     default at import: measured on an H200 at the encoder's size it is 3.7x faster than ``gather``
     forward and 5x backward, and the whole inference call 1.08x faster, with outputs and gradients
     within 2.3e-6 (relative) of ``grid_sample`` (docs/performance.md). The CPU default stays ``gather``.
-    ``VDIT_MS_DEFORM_ATTN_CUDA_IMPL`` (read at import) overrides the choice: ``gather`` for
+    ``VDIT_MS_DEFORM_ATTN_CUDA_IMPL`` (read by :mod:`vdit.models.ops.ms_deform_attn` at import) overrides the choice: ``gather`` for
     bit-reproducible value gradients (this kernel's d value uses atomic adds), or any registered name.
 """
 
@@ -45,7 +46,6 @@ from torch.autograd.function import once_differentiable
 from vdit.errors import ConfigError
 
 IMPL_NAME = "triton"
-CUDA_DEFAULT_ENV = "VDIT_MS_DEFORM_ATTN_CUDA_IMPL"
 INTERPRET_ENV = "TRITON_INTERPRET"
 # Values Triton's own knob parser accepts as true.
 _TRUE_VALUES = frozenset({"1", "true", "on", "yes"})
@@ -222,42 +222,3 @@ def ms_deform_attn_triton(
         sampling_locations.contiguous(),
         attention_weights.contiguous(),
     )
-
-
-# ------------------------------------------------------------------------------------------------
-# Registration
-# ------------------------------------------------------------------------------------------------
-
-
-def register_if_available() -> bool:
-    """Register ``"triton"`` in the ms_deform_attn registry when :func:`is_available`; returns whether it
-    is registered now. Idempotent; changes no default (see :func:`apply_cuda_default`)."""
-    from vdit.models.ops.ms_deform_attn import available_impls, register_impl
-
-    if not is_available():
-        return IMPL_NAME in available_impls()
-    register_impl(IMPL_NAME, ms_deform_attn_triton, overwrite=True)
-    return True
-
-
-def apply_cuda_default() -> str | None:
-    """Choose the CUDA default implementation: ``VDIT_MS_DEFORM_ATTN_CUDA_IMPL`` if it is set, else
-    ``triton`` where it runs compiled on a CUDA device (not in the interpreter).
-
-    Returns the name applied, or None (nothing changed). An unknown name in the variable raises
-    ConfigError; ``triton`` there where it is not available is skipped (the same environment can then
-    serve GPU and CPU-only machines). The CPU default is never touched.
-    """
-    from vdit.models.ops.ms_deform_attn import available_impls, set_default_impl
-
-    name = os.environ.get(CUDA_DEFAULT_ENV, "").strip()
-    if not name:
-        if IMPL_NAME not in available_impls() or interpret_mode() or not torch.cuda.is_available():
-            return None
-        name = IMPL_NAME
-    if name == IMPL_NAME and name not in available_impls():
-        return None
-    if name not in available_impls():
-        raise ConfigError(f"{CUDA_DEFAULT_ENV}={name!r} is not an implementation; have {available_impls()}")
-    set_default_impl(name, device_type="cuda")
-    return name

@@ -1,14 +1,16 @@
 """Byte-level BPE tokenizers (CLIP and RoBERTa flavours) in which every benchmark word is one token.
 
-`vdit.testing.build_clip_tokenizer(words)` adds, per word, the left-to-right merges that assemble it. BPE
-applies merges by rank over the whole word, so a pair from an earlier word can pre-empt a later word's
-chain: with the benchmark's vocabulary, "and" ranks (a, n) before "triangle"'s (tri, a), and "triangle"
-ends as six tokens. Here the merges are *learned* as BPE learns them (repeatedly merge the most frequent
+`build_clip_tokenizer(words)` / `build_roberta_tokenizer(words)` (the tokenizers of the test kit,
+`vdit.testing`, and of `vdit.models.foundation.build_foundation_random`) add, per word, the left-to-right
+merges that assemble it. BPE applies merges by rank over the whole word, so a pair from an earlier word
+can pre-empt a later word's chain: with the benchmark's vocabulary, "and" ranks (a, n) before
+"triangle"'s (tri, a), and "triangle" ends as six tokens. Here the merges are *learned* as BPE learns them (repeatedly merge the most frequent
 adjacent pair over the word list until every word is one symbol); applying learned merges by rank
 reproduces the learning-time segmentation of every listed word, so each word becomes exactly one token.
 `clip_tokenizer_from_merges` / `roberta_tokenizer_from_merges` assemble a tokenizer from any merge list
-(every byte is a token, then one token per merge, with the real models' special tokens); the test kit
-(`vdit.testing`) builds its tokenizers with them too, from its own left-to-right merges.
+(every byte is a token, then one token per merge, with the real models' special tokens);
+`build_mini_clip_tokenizer` / `build_mini_roberta_tokenizer` (the miniature world's, `vdit mini pretrain`)
+use learned merges.
 """
 from __future__ import annotations
 
@@ -108,4 +110,42 @@ def build_mini_clip_tokenizer(words: Sequence[str], max_length: int = CLIP_MAX_L
 def build_mini_roberta_tokenizer(words: Sequence[str], max_length: int = ROBERTA_MAX_LENGTH):
     """RobertaTokenizer over bytes + learned merges of `words`, with and without a leading space."""
     merges = learn_merges([list(ROBERTA_SPACE + w) for w in words] + [list(w) for w in words])
+    return roberta_tokenizer_from_merges(merges, max_length)
+
+
+# Words the tiny tokenizers know as whole tokens (the generated benchmark's vocabulary and a few more).
+DEFAULT_WORDS = (
+    "a the of and is in on to with left right up down moving small large big red green blue yellow "
+    "purple orange white black circle square triangle star diamond cross shape object person dog "
+    "above below near far next top bottom fast slow that which one"
+).split()
+
+
+def _word_merges(words: list[str], suffix: str) -> list[tuple[str, str]]:
+    """Left-to-right merges that assemble each word into one token (`suffix` marks a word end)."""
+    merges: list[tuple[str, str]] = []
+    seen = set()
+    for word in words:
+        pieces = list(word)
+        pieces[-1] = pieces[-1] + suffix
+        current = pieces[0]
+        for piece in pieces[1:]:
+            pair = (current, piece)
+            current = current + piece
+            if pair not in seen:
+                seen.add(pair)
+                merges.append(pair)
+    return merges
+
+
+def build_clip_tokenizer(words: list[str] | tuple[str, ...] = DEFAULT_WORDS, max_length: int = 77):
+    """CLIPTokenizer over bytes + per-word left-to-right merges of `words` (lower-case words, no spaces)."""
+    merges = _word_merges(list(words), CLIP_WORD_END)
+    return clip_tokenizer_from_merges(merges, max_length)
+
+
+def build_roberta_tokenizer(words: list[str] | tuple[str, ...] = DEFAULT_WORDS, max_length: int = 128):
+    """RobertaTokenizer over bytes + per-word left-to-right merges of `words`, with a leading space too."""
+    # RoBERTa marks a leading space with "Ġ" (byte 0x20 mapped); words after the first carry it.
+    merges = _word_merges([ROBERTA_SPACE + w for w in words] + list(words), "")
     return roberta_tokenizer_from_merges(merges, max_length)

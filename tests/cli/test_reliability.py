@@ -164,7 +164,7 @@ def test_summary_json_is_strict():
 
 
 def test_metrics_and_eval_json_are_strict(tmp_path, capsys):
-    from vdit.cli.eval import _write_json
+    from vdit.cli.score import _write_json
     from vdit.inference.benchmarks import write_json
 
     write_json(tmp_path / "metrics.json", {"J&F": math.nan, "per_expression": {"v_0": [math.inf, 0.5]}})

@@ -81,14 +81,20 @@ def test_new_files_record_the_layout(tiny_root, tmp_path):
     assert not [n for n in names if n.startswith(tuple(OLD_PREFIXES.values()))]
 
 
-def test_layout1_folder_loads_to_the_same_parameters_and_masks(tiny_root, tmp_path):
+OLDER_LAYOUTS = {1: _write_layout1, 2: _write_layout2}
+
+
+@pytest.mark.parametrize("layout", sorted(OLDER_LAYOUTS))
+def test_older_folder_loads_to_the_same_parameters_and_masks(tiny_root, tmp_path, layout):
     model = _model(tiny_root)
-    folder = _write_layout1(model, tmp_path / "old")
-    assert weights_layout(folder / "model.safetensors") == 1
+    folder = OLDER_LAYOUTS[layout](model, tmp_path / "old")
+    assert weights_layout(folder / "model.safetensors") == layout
     stored = load_file(str(folder / "model.safetensors"))
     own = model.trainable_named_parameters()
-    assert not torch.equal(stored[CTRL + "weight"], own[CTRL + "weight"])  # the file really is permuted
-    assert "mask_refine.conv1_1div8.weight" in stored and "mask_optimiser.conv1_1div8.weight" not in stored
+    # the file really is old: the old names (and, in layout 1, the controller rows permuted)
+    assert "mask_refine.conv1_1div8.weight" in stored and "backbone.act_postprocess.0.0.weight" in stored
+    assert len(stored) == len(own) and not set(stored) & {n for n in own if _old_name(n) != n}
+    assert torch.equal(stored[CTRL + "weight"], own[CTRL + "weight"]) == (layout > 1)
     again = VDIT.from_pretrained(folder).eval()
     for name, p in again.trainable_named_parameters().items():
         assert torch.equal(p, own[name]), name
@@ -98,24 +104,30 @@ def test_layout1_folder_loads_to_the_same_parameters_and_masks(tiny_root, tmp_pa
     assert torch.equal(a["pred_masks"], b["pred_masks"])
 
 
-def test_layout1_init_weights_and_optimiser_moments(tiny_root, tmp_path):
+@pytest.mark.parametrize("layout", sorted(OLDER_LAYOUTS))
+def test_older_folder_initialises_a_run(tiny_root, tmp_path, layout):
     from vdit.engine.checkpoint import load_init_weights
 
     model = _model(tiny_root)
-    hd = model.cfg.head
-    folder = _write_layout1(model, tmp_path / "old")
+    folder = OLDER_LAYOUTS[layout](model, tmp_path / "old")
     torch.manual_seed(1)
     fresh = VDIT.from_config(tiny_config(tiny_root))
     load_init_weights(fresh, folder)
     for name, p in fresh.trainable_named_parameters().items():
         assert torch.equal(p, model.trainable_named_parameters()[name]), name
-    # optimiser moments keyed "<param>::<key>" migrate with their parameter; scalars and others untouched
-    moment = torch.randn(model.trainable_named_parameters()[CTRL + "bias"].shape)
+
+
+def test_layout1_optimiser_moments(tiny_root):
+    """Moments keyed "<param>::<key>" migrate with their parameter (rows and name); others untouched."""
+    cfg = tiny_config(tiny_root)
+    hd = cfg.head
+    c = hd.dynamic_mask_channels
+    moment = torch.randn((hd.hidden_dim + 2) * c + c * c + 2 * c)  # one row per dynamic parameter
     step = torch.tensor(7.0)
-    old = {CTRL + "bias::exp_avg": _to_layout1(moment, hd.hidden_dim, hd.dynamic_mask_channels),
+    old = {CTRL + "bias::exp_avg": _to_layout1(moment, hd.hidden_dim, c),
            CTRL + "bias::step": step, "query_embed.weight::exp_avg": moment[:3],
            "mask_refine.conv1_1div8.bias::exp_avg": moment[:5]}
-    new = migrate_trainable(old, 1, model.cfg)
+    new = migrate_trainable(old, 1, cfg)
     assert set(new) == {CTRL + "bias::exp_avg", CTRL + "bias::step", "query_embed.weight::exp_avg",
                         "mask_optimiser.conv1_1div8.bias::exp_avg"}
     assert torch.equal(new[CTRL + "bias::exp_avg"], moment)
@@ -124,45 +136,20 @@ def test_layout1_init_weights_and_optimiser_moments(tiny_root, tmp_path):
     assert torch.equal(new["mask_optimiser.conv1_1div8.bias::exp_avg"], moment[:5])
 
 
-def test_layout2_folder_loads_to_the_same_parameters_and_masks(tiny_root, tmp_path):
-    model = _model(tiny_root)
-    folder = _write_layout2(model, tmp_path / "old")
-    assert weights_layout(folder / "model.safetensors") == 2
-    stored = load_file(str(folder / "model.safetensors"))
-    assert "backbone.act_postprocess.0.0.weight" in stored and "mask_refine.conv2_1div4.bias" in stored
-    own = model.trainable_named_parameters()
-    assert len(stored) == len(own) and set(stored) != set(own)
-    again = VDIT.from_pretrained(folder).eval()
-    for name, p in again.trainable_named_parameters().items():
-        assert torch.equal(p, own[name]), name
-    x = torch.randn(1, 2, 3, 64, 96)
-    with torch.no_grad():
-        a, b = model(x, ["the red circle"]), again(x, ["the red circle"])
-    assert torch.equal(a["pred_masks"], b["pred_masks"])
-
-
-def test_layout2_init_weights_and_optimiser_moments(tiny_root, tmp_path):
-    from vdit.engine.checkpoint import load_init_weights
-
-    model = _model(tiny_root)
-    folder = _write_layout2(model, tmp_path / "old")
-    torch.manual_seed(1)
-    fresh = VDIT.from_config(tiny_config(tiny_root))
-    load_init_weights(fresh, folder)
-    for name, p in fresh.trainable_named_parameters().items():
-        assert torch.equal(p, model.trainable_named_parameters()[name]), name
-    # layout 2 -> 3 renames keys only: the controller rows (already official) and every tensor stay as they are
+def test_layout2_optimiser_moments(tiny_root):
+    """Layout 2 -> 3 renames keys only: the controller rows (already official) and every tensor stay."""
+    cfg = tiny_config(tiny_root)
     moment, step = torch.randn(7), torch.tensor(3.0)
     old = {CTRL + "bias::exp_avg": moment, "backbone.act_postprocess.1.0.weight::exp_avg_sq": moment[:4],
            "mask_refine.conv2_1div8.weight::step": step, "query_embed.weight::exp_avg": moment[:2]}
-    new = migrate_trainable(old, 2, model.cfg)
+    new = migrate_trainable(old, 2, cfg)
     renamed = {CTRL + "bias::exp_avg": CTRL + "bias::exp_avg",
                "backbone.level_projections.1.0.weight::exp_avg_sq": "backbone.act_postprocess.1.0.weight::exp_avg_sq",
                "mask_optimiser.conv2_1div8.weight::step": "mask_refine.conv2_1div8.weight::step",
                "query_embed.weight::exp_avg": "query_embed.weight::exp_avg"}
     assert set(new) == set(renamed)
     assert all(new[k] is old[o] for k, o in renamed.items())
-    current = migrate_trainable(new, 3, model.cfg)
+    current = migrate_trainable(new, 3, cfg)
     assert set(current) == set(new) and all(current[k] is new[k] for k in new)
 
 

@@ -182,6 +182,14 @@ def _add_davis_common(p: argparse.ArgumentParser) -> None:
     _add_progress_args(p)
 
 
+def _add_coco_args(p: argparse.ArgumentParser, gt_help: str) -> None:
+    """The arguments every COCO-format benchmark (A2D, JHMDB, RefCOCO) shares."""
+    p.add_argument("--gt", required=True, help=gt_help)
+    p.add_argument("--predictions", required=True, help="json list of {image_id, segmentation RLE, score}")
+    p.add_argument("--json", default=None, metavar="OUT")
+    p.set_defaults(score=_cmd_coco)
+
+
 def _score(args: argparse.Namespace) -> int:
     if args.command == DEPRECATED_NAME:
         print(f"vdit {DEPRECATED_NAME}: deprecated, use `vdit score` (same arguments); "
@@ -223,18 +231,12 @@ def register(subparsers) -> None:
 
     for name, text in (("a2d", "A2D-Sentences"), ("jhmdb", "JHMDB-Sentences")):
         p = sub.add_parser(name, help=f"{text}: mask mAP (COCOeval) + overall/mean IoU + P@K")
-        p.add_argument("--gt", required=True, help="COCO-format ground truth json")
-        p.add_argument("--predictions", required=True, help="json list of {image_id, segmentation RLE, score}")
+        _add_coco_args(p, "COCO-format ground truth json")
         p.add_argument("--no-map", action="store_true", help="skip COCOeval (IoU figures only)")
-        p.add_argument("--json", default=None, metavar="OUT")
-        p.set_defaults(score=_cmd_coco)
 
     p = sub.add_parser("refcoco", help="RefCOCO/+/g: overall IoU (reported) + mean IoU + P@K of the top-1 mask")
-    p.add_argument("--gt", required=True, help="instances_<dataset>_<split>.json (one image per expression)")
-    p.add_argument("--predictions", required=True, help="json list of {image_id, segmentation RLE, score}")
+    _add_coco_args(p, "instances_<dataset>_<split>.json (one image per expression)")
     p.add_argument("--with-map", action="store_true", help="also run COCOeval mask mAP")
-    p.add_argument("--json", default=None, metavar="OUT")
-    p.set_defaults(score=_cmd_coco)
 
     p = sub.add_parser("mevis", help="MeViS J&F (per-expression means, union of the referred objects)")
     p.add_argument("--mevis-root", default=None, help="split folder with meta_expressions.json and mask_dict.json")

@@ -419,7 +419,7 @@ def migrate_trainable(tensors: dict[str, torch.Tensor], layout: int, cfg: ModelC
     """Tensors keyed by parameter name (optionally "<name>::<optimiser key>") in weights layout `layout`
     -> the same tensors in WEIGHTS_LAYOUT. Layout 1 -> 2 permutes the rows of the dynamic mask head's
     controller output layer (and of their optimiser moments) to the official [feats ; coords] order;
-    2 -> 3 renames keys (`migrate_name`); the tensors themselves are never copied."""
+    2 -> 3 renames keys only (`migrate_name`)."""
     out = dict(tensors)
     if layout < 2 and cfg.head.rel_coord:
         for key, value in tensors.items():

@@ -306,7 +306,7 @@ def test_evaluate_draws_a_bar_on_a_terminal_only(ytvos_root, drivers_weights, tm
     assert screen.getvalue() == ""
 
 
-def test_vdit_eval_draws_a_bar_on_a_terminal_only(davis_root, oracle, bench_options, tmp_path, capsys, monkeypatch):
+def test_vdit_score_draws_a_bar_on_a_terminal_only(davis_root, oracle, bench_options, tmp_path, capsys, monkeypatch):
     import io
 
     class Terminal(io.StringIO):

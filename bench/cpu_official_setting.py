@@ -249,12 +249,12 @@ class Parts:
             if block is not None:
                 self._hook(block, UNET)
         head = {"prompt projection": [bb.prompt], "video noise": [bb.noise] if bb.noise is not None else [],
-                "level projections": [*bb.act_postprocess, *m.input_proj],
+                "level projections": [*bb.level_projections, *m.input_proj],
                 "text projection, queries": [m.text_proj, m.text_pos, m.queries],
                 "position encodings": [m.position_embedding],
                 "deformable transformer (linears, norms)": [m.transformer],
                 "box and class heads": [*m.class_embed, *m.bbox_embed],
-                "dynamic mask head (einsum)": [m.mask_head], "MSO": [m.mask_refine]}
+                "dynamic mask head (einsum)": [m.mask_head], "MSO": [m.mask_optimiser]}
         for name, modules in head.items():
             for module in modules:
                 self._hook(module, name)

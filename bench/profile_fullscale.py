@@ -57,14 +57,14 @@ def component_modules(model: nn.Module) -> dict[str, list[nn.Module]]:
         "UNet time embedding": [unet.time_embedding],
         "prompt projection": [bb.prompt],
         "video noise": [bb.noise],
-        "level projections": list(bb.act_postprocess),
+        "level projections": list(bb.level_projections),
         "RoBERTa + text proj": [model.text_encoder, model.text_proj],
         "queries (text fusion)": [model.queries],
         "input projections": list(model.input_proj),
         "deformable encoder": [model.transformer.encoder],
         "deformable decoder": [model.transformer.decoder],
         "mask head (dynamic)": [model.mask_head],
-        "mask refinement (MSO)": [model.mask_refine],
+        "mask refinement (MSO)": [model.mask_optimiser],
     }
     return groups
 

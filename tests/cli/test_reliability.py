@@ -164,7 +164,7 @@ def test_summary_json_is_strict():
 
 
 def test_metrics_and_eval_json_are_strict(tmp_path, capsys):
-    from vdit.cli.eval import _write_json
+    from vdit.cli.score import _write_json
     from vdit.fileio import write_json
 
     write_json(tmp_path / "metrics.json", {"J&F": math.nan, "per_expression": {"v_0": [math.inf, 0.5]}})
@@ -186,7 +186,7 @@ def test_no_bare_json_dumps_left_in_the_writers_of_this_issue():
     """Every JSON writer of the modules issue 20 covers goes through dumps_json (grep json.dump)."""
     root = Path(__file__).resolve().parents[2] / "vdit"
     files = [*root.glob("cli/*.py"), *root.glob("inference/*.py"), root / "engine" / "checkpoint.py",
-             root / "fileio.py", root / "engine" / "metrics.py", root / "convert" / "official.py",
+             root / "fileio.py", root / "engine" / "run_log.py", root / "convert" / "official.py",
              root / "models" / "vdit.py", root / "models" / "model_card.py", root / "mini" / "build.py",
              root / "mini" / "train.py", *(root / "data" / f"{n}.py" for n in ("ytvos", "jhmdb", "a2d", "refcoco"))]
     offenders = []

@@ -24,7 +24,7 @@ BB = "backbone.0.diff_ftex."
 
 def official_names(ours: str) -> list[str]:
     """Official key(s) of one vdit trainable parameter, from the spec 10 table."""
-    m = re.match(r"^backbone\.act_postprocess\.(\d+)\.(.+)$", ours)
+    m = re.match(r"^backbone\.level_projections\.(\d+)\.(.+)$", ours)
     if m:
         i, rest = int(m.group(1)), m.group(2)
         return [f"{BB}act_postprocess.{i}.{rest}", f"{BB}act_{i + 1}_postprocess.{rest}"]
@@ -34,6 +34,7 @@ def official_names(ours: str) -> list[str]:
     table = {
         "backbone.prompt.": BB, "backbone.noise.": BB, "queries.query_tensors": "query_tensors",
         "queries.fusion_module.": "fusion_module.", "mask_head.controller.": "controller.",
+        "mask_optimiser.": "mask_refine.",
     }
     for src, dst in table.items():
         if ours.startswith(src):

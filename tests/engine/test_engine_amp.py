@@ -9,7 +9,7 @@ import torch
 
 from _engine_helpers import final_weights, tiny_args
 from vdit.cli.main import main
-from vdit.engine.metrics import read_metrics
+from vdit.engine.run_log import read_metrics
 
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])

@@ -8,7 +8,7 @@ import torch
 from _engine_helpers import tiny_args
 from vdit.cli.main import main
 from vdit.engine import trainer as tr
-from vdit.engine.metrics import read_metrics
+from vdit.engine.run_log import read_metrics
 from vdit.losses import weighted_total
 
 

@@ -5,12 +5,13 @@ import shutil
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from _engine_helpers import final_weights, tiny_args
 from vdit.cli.main import main
 from vdit.engine import checkpoint as ck
 from vdit.engine import trainer as tr
-from vdit.engine.metrics import read_metrics
+from vdit.engine.run_log import read_metrics
 
 CRASH_AT_STEP = 7  # 2 epochs x 4 steps; checkpoints at 3, 4 (epoch end), 6 -> resume mid-epoch 2 from step 6
 CKPT_EVERY = 3
@@ -80,6 +81,52 @@ def test_resume_is_bit_exact(tmp_path, crashed, uninterrupted):
     replayed, ref = losses(out), losses(uninterrupted)
     for step in (CRASH_AT_STEP, CRASH_AT_STEP + 1):
         assert replayed[step] == ref[step]
+
+
+def _rewrite_in_layout2(ckpt_dir) -> None:
+    """Rewrite a checkpoint as vdit wrote it in weights layout 2, before the modules were renamed: model and
+    optimiser keys (tensors, parameter names, scalars) under the old names, and a manifest that matches."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from vdit.models.vdit import LAYOUT_3_RENAMES, WEIGHTS_LAYOUT_KEY
+
+    def old(name: str) -> str:
+        for previous, current in LAYOUT_3_RENAMES:
+            if name.startswith(current):
+                return previous + name[len(current):]
+        return name
+
+    model = load_file(str(ckpt_dir / ck.MODEL_FILE))
+    save_file({old(k): v for k, v in model.items()}, str(ckpt_dir / ck.MODEL_FILE),
+              metadata={"format": "pt", "vdit_version": "0.1.0", WEIGHTS_LAYOUT_KEY: "2"})
+    optim = load_file(str(ckpt_dir / ck.OPTIM_TENSORS))
+    assert any(old(k) != k for k in optim)
+    save_file({old(k): v for k, v in optim.items()}, str(ckpt_dir / ck.OPTIM_TENSORS), metadata={"format": ck.FORMAT})
+    meta = json.loads((ckpt_dir / ck.OPTIM_META).read_text())
+    for group in meta["param_groups"]:
+        group["param_names"] = [old(n) for n in group["param_names"]]
+    meta["scalars"] = {old(n): v for n, v in meta["scalars"].items()}
+    (ckpt_dir / ck.OPTIM_META).write_text(json.dumps(meta))
+    state = json.loads((ckpt_dir / ck.STATE_FILE).read_text())
+    for name in (ck.MODEL_FILE, ck.OPTIM_TENSORS, ck.OPTIM_META):
+        state["files"][name] = {"bytes": (ckpt_dir / name).stat().st_size, "sha256": ck.sha256_file(ckpt_dir / name)}
+    (ckpt_dir / ck.STATE_FILE).write_text(json.dumps(state))
+
+
+def test_resume_from_a_layout2_checkpoint_is_bit_exact(tmp_path, crashed, uninterrupted):
+    """A run checkpointed before the layout-3 renames (mask_refine, backbone.act_postprocess) resumes, with
+    its optimiser moments, to exactly where the uninterrupted run ends."""
+    out = _copy(crashed, tmp_path)
+    latest = ck.open_checkpoint(out)
+    _rewrite_in_layout2(latest.path)
+    assert "mask_refine.conv1_1div8.weight" in load_file(str(latest.path / ck.MODEL_FILE))
+    assert main(["train", "--resume", str(out)]) == 0
+    resumed, reference = final_weights(out), final_weights(uninterrupted)
+    assert resumed.keys() == reference.keys()
+    for name in reference:
+        assert torch.equal(resumed[name], reference[name]), name
 
 
 def test_rng_state_matters(tmp_path, monkeypatch, crashed, uninterrupted):

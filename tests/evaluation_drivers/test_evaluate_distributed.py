@@ -6,7 +6,7 @@
 - a run SIGKILLed in the middle of a video, then run again, skips the finished video, redoes the rest
   and leaves the files of an uninterrupted run; a run that fails likewise; other settings or
   --restart start over;
-- `vdit evaluate` and `vdit eval` draw a progress bar on a terminal only (never in a log, nor with --quiet).
+- `vdit evaluate` and `vdit score` draw a progress bar on a terminal only (never in a log, nor with --quiet).
 """
 from __future__ import annotations
 
@@ -308,7 +308,7 @@ def test_evaluate_draws_a_bar_on_a_terminal_only(ytvos_root, drivers_weights, tm
     assert screen.getvalue() == ""
 
 
-def test_vdit_eval_draws_a_bar_on_a_terminal_only(davis_root, oracle, bench_options, tmp_path, capsys, monkeypatch):
+def test_vdit_score_draws_a_bar_on_a_terminal_only(davis_root, oracle, bench_options, tmp_path, capsys, monkeypatch):
     import io
 
     class Terminal(io.StringIO):
@@ -316,7 +316,7 @@ def test_vdit_eval_draws_a_bar_on_a_terminal_only(davis_root, oracle, bench_opti
             return True
 
     run_benchmark("davis", oracle, bench_options(davis_root, tmp_path / "pred"))
-    args = ["eval", "ref-davis", "--davis-root", str(davis_root / "DAVIS"), "--results-root",
+    args = ["score", "ref-davis", "--davis-root", str(davis_root / "DAVIS"), "--results-root",
             str(tmp_path / "pred" / "DVS_Annotations"), "--sequences", "blackswan,bmx"]
     assert main(args) == 0
     assert capsys.readouterr().err == ""

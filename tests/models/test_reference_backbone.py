@@ -22,7 +22,7 @@ from _model_helpers import box_targets
 from vdit.config import apply_overrides, full_config, tiny_config
 from vdit.models.backbone.diffusion_backbone import DiffusionBackbone
 from vdit.models.backbone.noise import VideoNoise
-from vdit.models.backbone.prompt import TextGuidedProjection
+from vdit.models.backbone.text_guided_projection import TextGuidedProjection
 from vdit.models.foundation_arch import arch
 from vdit.models.vdit import VDIT
 
@@ -430,8 +430,8 @@ def _capture_taps(bb: DiffusionBackbone, store: dict[str, torch.Tensor]) -> list
 
 def _ref_level(x: torch.Tensor, p: dict[str, torch.Tensor], level: int) -> torch.Tensor:
     """Spec 2.8: two 1x1 convolutions with bias, nothing in between."""
-    y = F.conv2d(x, p[f"act_postprocess.{level}.0.weight"], p[f"act_postprocess.{level}.0.bias"])
-    return F.conv2d(y, p[f"act_postprocess.{level}.1.weight"], p[f"act_postprocess.{level}.1.bias"])
+    y = F.conv2d(x, p[f"level_projections.{level}.0.weight"], p[f"level_projections.{level}.0.bias"])
+    return F.conv2d(y, p[f"level_projections.{level}.1.weight"], p[f"level_projections.{level}.1.bias"])
 
 
 def test_levels_are_projections_of_the_reference_taps(tiny_root, tiny_foundation):

@@ -21,7 +21,7 @@ from torch import nn
 from vdit.config import tiny_config
 from vdit.models.head.dynamic_mask import DynamicMaskHead
 from vdit.models.head.dynamic_mask import mask_features as vdit_mask_features
-from vdit.models.head.mso import MSO
+from vdit.models.head.mask_optimiser import MaskOptimiser
 from vdit.models.head.queries import TextInstanceQueries
 from vdit.models.vdit import VDIT
 
@@ -127,7 +127,7 @@ def test_mask_features_are_bicubic_resized_memory_summed():
 
 def test_mso_matches_the_written_out_two_stage_refinement():
     torch.manual_seed(5)
-    module = MSO(16, 12, 8, 4).double().eval()
+    module = MaskOptimiser(16, 12, 8, 4).double().eval()
     _redraw(module, 0.1, seed=6)
     m = torch.randn(2, 16, 3, 5, dtype=torch.float64)
     level1 = torch.randn(2, 12, 3, 5, dtype=torch.float64)
@@ -340,7 +340,7 @@ def test_whole_head_path_matches_the_references(model):
         assert torch.equal(out["best_query"], best)
 
         # 3.7 its final M through MSO with the backbone levels L1 (s8) and L0 (s4)
-        convs = {name: (getattr(model.mask_refine, name).weight, getattr(model.mask_refine, name).bias)
+        convs = {name: (getattr(model.mask_optimiser, name).weight, getattr(model.mask_optimiser, name).bias)
                  for name in MSO_CONVS}
         dyn = dyn.reshape(b, t, q, *dyn.shape[2:])
         for i in range(b):

@@ -31,7 +31,8 @@ FORWARD_SYNCS_DEFAULTS = {"text.py": 1, "vdit.py": 1, "clip_image.py": 1}
 # thresholded masks, the frame scores and the query scores read back one by one (4 per sentence).
 PREDICTOR_SYNCS_PER_SENTENCE = 4
 MODEL_FILES = ("vdit.py", "diffusion_backbone.py", "clip_image.py", "deformable_transformer.py",
-               "ms_deform_attn.py", "dynamic_mask.py", "mso.py", "unet_features.py", "prompt.py", "noise.py")
+               "ms_deform_attn.py", "dynamic_mask.py", "mask_optimiser.py", "unet_features.py",
+               "text_guided_projection.py", "noise.py")
 
 
 def _where(event) -> str:

@@ -22,10 +22,10 @@ COMMAND_MODULES = [
     "vdit.cli.convert",
     "vdit.cli.data",
     "vdit.cli.demo",
-    "vdit.cli.eval",
     "vdit.cli.evaluate",
     "vdit.cli.mini",
     "vdit.cli.model_info",
+    "vdit.cli.score",
     "vdit.cli.segment",
     "vdit.cli.train",
 ]

@@ -1,4 +1,4 @@
-"""The one progress helper of the long commands: `vdit segment`, `vdit evaluate`, `vdit eval`,
+"""The one progress helper of the long commands: `vdit segment`, `vdit evaluate`, `vdit score`,
 `vdit convert-official` and `vdit mini ...`.
 
 A tqdm bar on stderr when stderr is a terminal; nothing at all otherwise, so logs, CI and pipes stay

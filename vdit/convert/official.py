@@ -15,10 +15,10 @@ Key mapping (official -> vdit parameter):
   ``backbone.0.diff_ftex.{cross_attn,projection}`` -> ``backbone.prompt.*``,
   ``backbone.0.diff_ftex.{noise_pred,noise_fc}`` -> ``backbone.noise.*``,
   ``backbone.0.diff_ftex.act_postprocess.{i}`` and its duplicate ``act_{i+1}_postprocess`` ->
-  ``backbone.act_postprocess.{i}``, ``query_tensors`` / ``fusion_module`` -> ``queries.*``,
-  ``controller`` -> ``mask_head.controller``; ``transformer``, ``input_proj``, ``class_embed``,
-  ``bbox_embed`` (and its duplicate view ``transformer.decoder.bbox_embed``), ``text_proj``,
-  ``mask_refine`` and ``query_embed`` are identical;
+  ``backbone.level_projections.{i}``, ``query_tensors`` / ``fusion_module`` -> ``queries.*``,
+  ``controller`` -> ``mask_head.controller``, ``mask_refine`` -> ``mask_optimiser``; ``transformer``,
+  ``input_proj``, ``class_embed``, ``bbox_embed`` (and its duplicate view
+  ``transformer.decoder.bbox_embed``), ``text_proj`` and ``query_embed`` are identical;
 * duplicate keys (the same tensor registered twice officially) must hold equal values;
 * the frozen foundation weights (VAE, UNet, the T2V CLIP text encoder, CLIP vision, RoBERTa) are not
   copied: vdit loads them from their published folders. ``--check-frozen`` compares them with those;
@@ -59,6 +59,7 @@ LEGACY_PICKLES = 5
 
 OFFICIAL_BACKBONE = "backbone.0.diff_ftex."
 DDP_PREFIX = "module."
+LEVEL_PROJECTIONS = "backbone.level_projections."
 
 # Official prefix -> vdit prefix of the trainable parameters (first match wins; exact names included).
 TRAINABLE_PREFIXES: tuple[tuple[str, str], ...] = (
@@ -66,7 +67,7 @@ TRAINABLE_PREFIXES: tuple[tuple[str, str], ...] = (
     (OFFICIAL_BACKBONE + "projection.", "backbone.prompt.projection."),
     (OFFICIAL_BACKBONE + "noise_pred.", "backbone.noise.noise_pred."),
     (OFFICIAL_BACKBONE + "noise_fc.", "backbone.noise.noise_fc."),
-    (OFFICIAL_BACKBONE + "act_postprocess.", "backbone.act_postprocess."),
+    (OFFICIAL_BACKBONE + "act_postprocess.", LEVEL_PROJECTIONS),
     ("query_tensors", "queries.query_tensors"),
     ("fusion_module.", "queries.fusion_module."),
     ("controller.", "mask_head.controller."),
@@ -75,7 +76,7 @@ TRAINABLE_PREFIXES: tuple[tuple[str, str], ...] = (
     ("class_embed.", "class_embed."),
     ("bbox_embed.", "bbox_embed."),
     ("text_proj.", "text_proj."),
-    ("mask_refine.", "mask_refine."),
+    ("mask_refine.", "mask_optimiser."),
     ("query_embed.", "query_embed."),
 )
 # `act_{n}_postprocess` (n = 1..4) is the official second registration of `act_postprocess.{n-1}`.
@@ -237,7 +238,7 @@ def classify_key(key: str) -> tuple[str, str | None]:
             return "frozen", module
     match = ACT_DUPLICATE.match(key)
     if match:
-        return "trainable", f"backbone.act_postprocess.{int(match.group(1)) - 1}.{match.group(2)}"
+        return "trainable", f"{LEVEL_PROJECTIONS}{int(match.group(1)) - 1}.{match.group(2)}"
     for official, ours in TRAINABLE_PREFIXES:
         if key == official or (official.endswith(".") and key.startswith(official)):
             return "trainable", ours + key[len(official):]

@@ -7,7 +7,7 @@
     sampler      EpochBatchSampler: DistributedSampler batches, resumable mid-epoch
     datasets     build_train_dataset(DataConfig, num_frames, seed)
     distributed  torchrun (env://) process group helpers
-    metrics      RunLogger: metrics.jsonl, optional TensorBoard, messages
+    run_log      RunLogger: metrics.jsonl, optional TensorBoard, messages
 
 Modules are imported explicitly (nothing here), so `import vdit.engine` stays light.
 """

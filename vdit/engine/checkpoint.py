@@ -28,7 +28,7 @@ import random
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -231,25 +231,29 @@ def _index_names(groups: list[dict]) -> dict[int, str]:
 
 
 def optimizer_from_files(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
-                         meta: dict[str, Any], source: Path) -> None:
-    """Load what `optimizer_to_files` wrote into an optimiser built over the same parameters."""
+                         meta: dict[str, Any], source: Path, rename: Callable[[str], str] = str) -> None:
+    """Load what `optimizer_to_files` wrote into an optimiser built over the same parameters; `rename`
+    maps the parameter names of `meta` to the current ones (the tensors' keys are already current)."""
     current = optimizer.state_dict()["param_groups"]
     saved = meta.get("param_groups")
     if not isinstance(saved, list) or len(saved) != len(current):
         raise CheckpointError(f"{source}: {len(saved) if isinstance(saved, list) else '?'} parameter groups, "
                               f"the run has {len(current)}")
+    scalars = {rename(name): value for name, value in meta.get("scalars", {}).items()}
     groups, state = [], {}
     for cur, old in zip(current, saved):
-        if list(old.get("param_names", [])) != list(cur["param_names"]):
-            diff = sorted(set(old.get("param_names", [])) ^ set(cur["param_names"]))
+        names = [rename(name) for name in old.get("param_names", [])]
+        if names != list(cur["param_names"]):
+            diff = sorted(set(names) ^ set(cur["param_names"]))
             raise CheckpointError(f"{source}: the optimiser was saved for other parameters (e.g. {diff[:3]})")
         group = from_json({k: v for k, v in old.items()})
+        group["param_names"] = names
         if "betas" in group:
             group["betas"] = tuple(group["betas"])
         group["params"] = list(cur["params"])
         groups.append(group)
         for index, name in zip(cur["params"], cur["param_names"]):
-            entry = dict(from_json(meta.get("scalars", {}).get(name, {})))
+            entry = dict(from_json(scalars.get(name, {})))
             prefix = f"{name}{KEY_SEP}"
             entry.update({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
             if entry:
@@ -488,8 +492,9 @@ def load_model_weights(ckpt: Checkpoint, model: nn.Module) -> None:
 
 def load_optimizer(ckpt: Checkpoint, optimizer: torch.optim.Optimizer) -> None:
     """Optimiser state of a checkpoint; moments saved in an older weights layout are migrated like the
-    parameters they belong to (`vdit.models.vdit.migrate_trainable`)."""
-    from vdit.models.vdit import load_model_config, migrate_trainable, weights_layout
+    parameters they belong to (`vdit.models.vdit.migrate_trainable`), and so are the parameter names of
+    optimizer.json (`vdit.models.vdit.migrate_name`)."""
+    from vdit.models.vdit import load_model_config, migrate_name, migrate_trainable, weights_layout
 
     meta = _read_json(ckpt.file(OPTIM_META))
     tensors = _load_tensors(ckpt.file(OPTIM_TENSORS))
@@ -498,7 +503,7 @@ def load_optimizer(ckpt: Checkpoint, optimizer: torch.optim.Optimizer) -> None:
         tensors = migrate_trainable(tensors, layout, load_model_config(ckpt.path))
     except ModelLoadError as exc:
         raise CheckpointError(str(exc)) from None
-    optimizer_from_files(optimizer, tensors, meta, ckpt.file(OPTIM_META))
+    optimizer_from_files(optimizer, tensors, meta, ckpt.file(OPTIM_META), rename=lambda n: migrate_name(n, layout))
 
 
 def load_rng(ckpt: Checkpoint, rank: int, device: torch.device) -> bool:

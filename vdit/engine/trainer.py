@@ -43,7 +43,7 @@ from vdit.engine.checkpoint import (
     load_model_weights, load_optimizer, load_rng, save_checkpoint,
 )
 from vdit.engine.datasets import build_train_dataset, ensure_synthetic, set_epoch
-from vdit.engine.metrics import UNSCALED_SUFFIX, RunLogger, loss_log_values
+from vdit.engine.run_log import UNSCALED_SUFFIX, RunLogger, loss_log_values
 from vdit.engine.optim import (
     TEXT_ENCODER_PREFIX, build_optimizer, build_scheduler, group_lrs, lr_scale, set_text_encoder_trainable,
 )
@@ -57,14 +57,14 @@ SIZE_DIVISIBILITY = 32  # training batches are padded to a multiple of 32 (spec 
 NUMPY_SEED_MODULUS = 2**32
 MAIN_LAYER_TERMS = ("loss_ce", "loss_bbox", "loss_giou", "loss_mask", "loss_dice", "loss_mask_low", "loss_dice_low")
 # TensorBoard gets the total and the last decoder layer's terms, weighted (official log names) and raw
-# (`_unscaled`); metrics.jsonl gets every layer's (see vdit.engine.metrics.loss_log_values).
+# (`_unscaled`); metrics.jsonl gets every layer's (see vdit.engine.run_log.loss_log_values).
 TB_MAIN_TERMS = ("loss", *MAIN_LAYER_TERMS, *(k + UNSCALED_SUFFIX for k in MAIN_LAYER_TERMS))
 
 
 # The head's modules `train.compile=head` compiles in place (with the matcher and the loss): the trainable
 # DETR-style part after the backbone levels (spec 3), many small kernels per step.
 HEAD_MODULES = ("text_proj", "queries", "input_proj", "transformer", "class_embed", "bbox_embed", "mask_head",
-                "mask_refine")
+                "mask_optimiser")
 
 
 class NonFiniteLossError(VditError):

@@ -292,7 +292,7 @@ class DavisResult:
     sequences: list[str] = field(default_factory=list)
 
     def to_json_dict(self) -> dict:
-        """The JSON written by `vdit eval davis`: the 7 summary keys plus "per_object"."""
+        """The JSON written by `vdit score davis`: the 7 summary keys plus "per_object"."""
         out: dict = {k: self.summary[k] for k in SUMMARY_KEYS}
         out["per_object"] = {k: dict(v) for k, v in self.per_object.items()}
         return out

@@ -12,7 +12,7 @@ is the number the README reports) against the converted `instances_<ds>_<split>.
 
 One sample per forward pass (B = 1, as the official evaluation: the predicted noise is standardised over
 the whole batch). The ground truth is restricted to the evaluated images (written as gt_evaluated.json,
-next to predictions.json, so `vdit eval a2d|jhmdb|refcoco` can re-score them).
+next to predictions.json, so `vdit score a2d|jhmdb|refcoco` can re-score them).
 
 Each sample is one item of the run's `EvalSession` (vdit.inference.benchmarks): under torchrun every rank
 predicts its share and records each sample's predictions; rank 0 merges them in sample order (the

@@ -15,7 +15,7 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
     "image_projection": ("backbone.prompt.projection",),
     "prompt_fusion": ("backbone.prompt.cross_attn",),
     "noise": ("backbone.noise",),
-    "level_projections": ("backbone.act_postprocess",),
+    "level_projections": ("backbone.level_projections",),
     "text_proj": ("text_proj",),
     "queries": ("queries", "query_embed"),
     "input_proj": ("input_proj",),
@@ -23,7 +23,7 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
     "class_embed": ("class_embed",),
     "bbox_embed": ("bbox_embed",),
     "mask_head": ("mask_head",),
-    "mask_refine": ("mask_refine",),
+    "mask_optimiser": ("mask_optimiser",),
 }
 
 

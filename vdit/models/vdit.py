@@ -29,8 +29,8 @@ from vdit.models.foundation import Foundation, build_foundation_on_meta, load_fo
 from vdit.models.head.deformable_transformer import DeformableTransformer, inverse_sigmoid
 from vdit.models.head.dynamic_mask import (CONTROLLER_MLP_LAYERS, DynamicMaskHead, coords_first_to_official,
                                            mask_features)
+from vdit.models.head.mask_optimiser import MaskOptimiser
 from vdit.models.head.mlp import MLP
-from vdit.models.head.mso import MSO
 from vdit.models.head.position_encoding import PositionEmbeddingSine1D, PositionEmbeddingSine2D
 from vdit.models.head.queries import TextInstanceQueries
 from vdit.models.head.text import FeatureResizer, TextEncoder, check_texts
@@ -50,13 +50,16 @@ BLIND_TEXT = ""
 # package (the built-in model ships its foundation inside the package, wherever it is installed).
 PACKAGE_PATH_MARKER = "vdit-package:"
 BOX_MLP_LAYERS = 3
-WEIGHTS_LAYOUT = 2
+WEIGHTS_LAYOUT = 3
 """Layout of the trainable weights `save_pretrained` writes, recorded in the safetensors metadata under
 WEIGHTS_LAYOUT_KEY. 1: vdit before 2026-12 (written with a `vdit_version` but no layout key), whose dynamic
-mask head read its layer-0 input as [coords ; feats]; 2: the official order [feats ; coords]. Older layouts
-are migrated exactly when read (`read_trainable`)."""
+mask head read its layer-0 input as [coords ; feats]; 2: the official order [feats ; coords]; 3: the same
+tensors under the self-explaining names (LAYOUT_3_RENAMES). Older layouts are migrated exactly when read
+(`read_trainable`), one step after the other."""
 WEIGHTS_LAYOUT_KEY = "vdit_weights_layout"
 CONTROLLER_OUT = f"mask_head.controller.layers.{CONTROLLER_MLP_LAYERS - 1}."
+# Layout 2 -> 3: parameter-name prefixes renamed (old, new); nothing else changes.
+LAYOUT_3_RENAMES = (("mask_refine.", "mask_optimiser."), ("backbone.act_postprocess.", "backbone.level_projections."))
 
 
 class VDIT(nn.Module):
@@ -105,7 +108,7 @@ class VDIT(nn.Module):
         self.transformer.decoder.bbox_embed = self.bbox_embed
 
         self.mask_head = DynamicMaskHead(c, hd.dynamic_mask_channels, hd.rel_coord, hd.mask_feat_stride)
-        self.mask_refine = MSO(hd.dynamic_mask_channels, lc[1], lc[0], hd.mask_out_stride)
+        self.mask_optimiser = MaskOptimiser(hd.dynamic_mask_channels, lc[1], lc[0], hd.mask_out_stride)
         lo = cfg.loss
         self.matcher = VideoHungarianMatcher(cost_class=lo.cost_class, cost_bbox=lo.cost_bbox, cost_giou=lo.cost_giou,
                                              cost_mask=lo.cost_mask, cost_dice=lo.cost_dice,
@@ -291,7 +294,7 @@ class VDIT(nn.Module):
     def _refine(self, dyn_sel: torch.Tensor, levels: list[torch.Tensor]) -> torch.Tensor:
         """dyn_sel [B,T,c,h8,w8] (one query per clip) -> M logits [B,T,H,W] via MSO."""
         b, t = dyn_sel.shape[:2]
-        m = self.mask_refine(dyn_sel.flatten(0, 1), levels[1], levels[0])
+        m = self.mask_optimiser(dyn_sel.flatten(0, 1), levels[1], levels[0])
         return m.reshape(b, t, *m.shape[-2:])
 
     def _training_outputs(self, layers: list[dict], levels: list[torch.Tensor], targets: Any) -> dict[str, Any]:
@@ -400,17 +403,27 @@ def weights_layout(weights_file: str | Path) -> int:
     return 1 if "vdit_version" in meta else WEIGHTS_LAYOUT
 
 
+def migrate_name(name: str, layout: int) -> str:
+    """A parameter name (optionally "<name>::<optimiser key>") of weights layout `layout` -> its name in
+    WEIGHTS_LAYOUT (layout 2 -> 3 renames the prefixes of LAYOUT_3_RENAMES)."""
+    if layout < 3:
+        for old, new in LAYOUT_3_RENAMES:
+            if name.startswith(old):
+                return new + name[len(old):]
+    return name
+
+
 def migrate_trainable(tensors: dict[str, torch.Tensor], layout: int, cfg: ModelConfig) -> dict[str, torch.Tensor]:
     """Tensors keyed by parameter name (optionally "<name>::<optimiser key>") in weights layout `layout`
     -> the same tensors in WEIGHTS_LAYOUT. Layout 1 -> 2 permutes the rows of the dynamic mask head's
-    controller output layer (and of their optimiser moments) to the official [feats ; coords] order."""
-    if layout >= WEIGHTS_LAYOUT or not cfg.head.rel_coord:
-        return tensors
+    controller output layer (and of their optimiser moments) to the official [feats ; coords] order;
+    2 -> 3 renames keys only (`migrate_name`)."""
     out = dict(tensors)
-    for key, value in tensors.items():
-        if key.startswith(CONTROLLER_OUT) and value.dim() >= 1:
-            out[key] = coords_first_to_official(value, cfg.head.hidden_dim, cfg.head.dynamic_mask_channels)
-    return out
+    if layout < 2 and cfg.head.rel_coord:
+        for key, value in tensors.items():
+            if key.startswith(CONTROLLER_OUT) and value.dim() >= 1:
+                out[key] = coords_first_to_official(value, cfg.head.hidden_dim, cfg.head.dynamic_mask_channels)
+    return {migrate_name(key, layout): value for key, value in out.items()}
 
 
 def read_trainable(weights_file: str | Path, cfg: ModelConfig) -> dict[str, torch.Tensor]:

@@ -24,7 +24,7 @@ from vdit.config import BackboneConfig
 from vdit.errors import InputError
 from vdit.models.backbone.clip_image import clip_preprocess_fast, clip_preprocess_official
 from vdit.models.backbone.noise import VideoNoise, add_noise, make_noise, step_to_timestep
-from vdit.models.backbone.prompt import TextGuidedProjection
+from vdit.models.backbone.text_guided_projection import TextGuidedProjection
 from vdit.models.backbone.unet_features import unet_taps
 from vdit.models.ops.cpu_kernels import cpu_inference_kernels
 from vdit.models.foundation import Foundation
@@ -82,7 +82,7 @@ class DiffusionBackbone(nn.Module):
         vae_tap_ch = int(self.vae.config.block_out_channels[VAE_TAP_BLOCK])
         # U0,U1: c0; U2: c1; U3,U4,U5 (up blocks 0,1,2): c3, c2, c1
         self.level_in_channels = (vae_tap_ch, c[0] + c[1], c[0] + c[2], c[1] + c[3])
-        self.act_postprocess = nn.ModuleList(
+        self.level_projections = nn.ModuleList(
             nn.Sequential(nn.Conv2d(cin, hid, kernel_size=1), nn.Conv2d(hid, cout, kernel_size=1))
             for cin, hid, cout in zip(self.level_in_channels, cfg.level_hidden_channels, cfg.level_channels)
         )
@@ -233,10 +233,10 @@ class DiffusionBackbone(nn.Module):
                 raise RuntimeError(f"UNet taps of level {i + 1} disagree in size: {tuple(a.shape)} vs {tuple(c.shape)}")
         sources = [visual.vae_tap] + [torch.cat(p, dim=1) for p in pairs]
         dtype = self._param_dtype()
-        return [proj(src.to(dtype)) for proj, src in zip(self.act_postprocess, sources)]
+        return [proj(src.to(dtype)) for proj, src in zip(self.level_projections, sources)]
 
     def _param_dtype(self) -> torch.dtype:
-        return self.act_postprocess[0][0].weight.dtype
+        return self.level_projections[0][0].weight.dtype
 
     def unet_blocks(self) -> list[nn.Module]:
         """The UNet blocks VD-IT runs (the tail, up_blocks[3:] / conv_norm_out / conv_out, never runs)."""

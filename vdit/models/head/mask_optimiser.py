@@ -1,4 +1,4 @@
-"""MSO mask optimiser (spec 3.7, SgMg's segment-and-optimise): refines the 16-channel s8 mask logits of
+"""The mask optimiser, MSO (spec 3.7, SgMg's segment-and-optimise): refines the 16-channel s8 mask logits of
 the selected query with the s8 and s4 backbone levels, then pixel-shuffles to one channel at s1 (M)."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class MSO(nn.Module):
+class MaskOptimiser(nn.Module):
     def __init__(self, mask_channels: int, l1_channels: int, l0_channels: int, upscale: int):
         super().__init__()
         c = mask_channels

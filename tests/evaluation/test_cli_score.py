@@ -1,4 +1,4 @@
-"""`vdit eval ...` through the real entry point (vdit.cli.main.main)."""
+"""`vdit score ...` (and its deprecated alias `vdit eval`) through the real entry point (vdit.cli.main.main)."""
 import json
 import zipfile
 
@@ -27,7 +27,7 @@ def davis_case(tmp_path, davis_tools):
 def test_davis_command_writes_json(davis_case, tmp_path, capsys, task):
     root, results, _ = davis_case
     out = tmp_path / "out" / "davis.json"
-    rc = main(["eval", "davis", "--davis-root", str(root), "--results", str(results), "--task", task,
+    rc = main(["score", "davis", "--davis-root", str(root), "--results", str(results), "--task", task,
                "--json", str(out), "--per-object"])
     assert rc == 0
     data = json.loads(out.read_text())
@@ -42,14 +42,31 @@ def test_davis_command_writes_json(davis_case, tmp_path, capsys, task):
 def test_davis_command_sequences_and_errors(davis_case, tmp_path, capsys):
     root, results, _ = davis_case
     out = tmp_path / "one.json"
-    assert main(["eval", "davis", "--davis-root", str(root), "--results", str(results), "--sequences", "beta",
+    assert main(["score", "davis", "--davis-root", str(root), "--results", str(results), "--sequences", "beta",
                  "--json", str(out)]) == 0
     assert set(json.loads(out.read_text())["per_object"]) == {"beta_1"}
-    rc = main(["eval", "davis", "--davis-root", str(root), "--results", str(tmp_path / "nothing")])
+    rc = main(["score", "davis", "--davis-root", str(root), "--results", str(tmp_path / "nothing")])
     assert rc == 2
-    assert "vdit eval: error: results folder not found" in capsys.readouterr().err
-    assert main(["eval", "davis", "--davis-root", str(root), "--results", str(results), "--sequences", " , "]) == 2
+    assert "vdit score: error: results folder not found" in capsys.readouterr().err
+    assert main(["score", "davis", "--davis-root", str(root), "--results", str(results), "--sequences", " , "]) == 2
     assert "--sequences is empty" in capsys.readouterr().err
+
+
+def test_eval_is_a_deprecated_alias_of_score(davis_case, tmp_path, capsys):
+    """`vdit eval` (the name before `vdit score`) works the same for one release, with one line on stderr."""
+    root, results, _ = davis_case
+    outputs = {}
+    for name in ("score", "eval"):
+        out = tmp_path / f"{name}.json"
+        assert main([name, "davis", "--davis-root", str(root), "--results", str(results), "--json", str(out)]) == 0
+        captured = capsys.readouterr()
+        outputs[name] = (out.read_text(), captured.out.replace(str(out), "OUT"), captured.err)
+    assert outputs["eval"][:2] == outputs["score"][:2]
+    assert outputs["score"][2] == ""
+    assert outputs["eval"][2].splitlines() == [outputs["eval"][2].strip()]
+    assert "deprecated, use `vdit score`" in outputs["eval"][2]
+    rc = main(["eval", "davis", "--davis-root", str(root), "--results", str(tmp_path / "nothing")])
+    assert rc == 2 and "vdit eval: error: results folder not found" in capsys.readouterr().err
 
 
 def test_ref_davis_command(davis_case, tmp_path):
@@ -59,7 +76,7 @@ def test_ref_davis_command(davis_case, tmp_path):
         res = {"alpha": tools.blob_sequence(rng, 5, SHAPE, 2), "beta": tools.blob_sequence(rng, 4, SHAPE, 1)}
         tools.write_results(tmp_path / "ref" / f"anno_{a}", res)
     out = tmp_path / "ref.json"
-    assert main(["eval", "ref-davis", "--davis-root", str(root), "--results-root", str(tmp_path / "ref"),
+    assert main(["score", "ref-davis", "--davis-root", str(root), "--results-root", str(tmp_path / "ref"),
                  "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert set(data) == {"mean", "anno_0", "anno_1", "anno_2", "anno_3"}
@@ -71,11 +88,11 @@ def test_ytvos_validate_command(tmp_path, capsys):
     (tmp_path / "meta.json").write_text(json.dumps(meta))
     write_expression_masks(tmp_path / "out", "v", "0", ["00000", "00001"], np.zeros((2, 6, 8), bool))
     good = zip_submission(tmp_path / "out", tmp_path / "good.zip")
-    assert main(["eval", "ytvos-validate", "--zip", str(good), "--meta", str(tmp_path / "meta.json")]) == 0
+    assert main(["score", "ytvos-validate", "--zip", str(good), "--meta", str(tmp_path / "meta.json")]) == 0
     assert "OK" in capsys.readouterr().out
     with zipfile.ZipFile(tmp_path / "bad.zip", "w") as zf:
         zf.write(tmp_path / "out" / "Annotations" / "v" / "0" / "00000.png", "Annotations/v/0/00000.png")
-    assert main(["eval", "ytvos-validate", "--zip", str(tmp_path / "bad.zip"), "--meta",
+    assert main(["score", "ytvos-validate", "--zip", str(tmp_path / "bad.zip"), "--meta",
                  str(tmp_path / "meta.json")]) == 1
     text = capsys.readouterr().out
     assert "Annotations/v/0/00001.png: missing" in text and "INVALID: 1 problem" in text
@@ -100,7 +117,7 @@ def _coco_files(tmp_path, image_ids):
 def test_a2d_jhmdb_commands(tmp_path, bench):
     gt, pred = _coco_files(tmp_path, ["v_x_f_1_i_0", "v_y_f_2_i_1"])
     out = tmp_path / "m.json"
-    assert main(["eval", bench, "--gt", str(gt), "--predictions", str(pred), "--json", str(out)]) == 0
+    assert main(["score", bench, "--gt", str(gt), "--predictions", str(pred), "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["mAP 0.5:0.95"] == pytest.approx(1.0) and data["overall_iou"] == 1.0 and data["P@0.9"] == 1.0
 
@@ -108,7 +125,7 @@ def test_a2d_jhmdb_commands(tmp_path, bench):
 def test_refcoco_command(tmp_path):
     gt, pred = _coco_files(tmp_path, [1, 2, 3])
     out = tmp_path / "r.json"
-    assert main(["eval", "refcoco", "--gt", str(gt), "--predictions", str(pred), "--json", str(out)]) == 0
+    assert main(["score", "refcoco", "--gt", str(gt), "--predictions", str(pred), "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert "mAP 0.5:0.95" not in data and data["overall_iou"] == 1.0 and data["n_samples"] == 3
 
@@ -125,9 +142,9 @@ def test_mevis_command(tmp_path, davis_tools, capsys):
     (root / "mask_dict.json").write_text(json.dumps({"5": [r]}))
     davis_tools.write_png(tmp_path / "res" / "v" / "0" / "00000.png", m * 255, "L")
     out = tmp_path / "mevis.json"
-    assert main(["eval", "mevis", "--mevis-root", str(root), "--results", str(tmp_path / "res"),
+    assert main(["score", "mevis", "--mevis-root", str(root), "--results", str(tmp_path / "res"),
                  "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["J&F"] == 1.0 and data["per_expression"] == {"v_0": [1.0, 1.0]}
-    assert main(["eval", "mevis", "--results", str(tmp_path / "res")]) == 2
+    assert main(["score", "mevis", "--results", str(tmp_path / "res")]) == 2
     assert "--mevis-root" in capsys.readouterr().err

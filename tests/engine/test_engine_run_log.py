@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from vdit.engine.metrics import LOG_FILE, METRICS_FILE, RunLogger, loss_log_values, read_metrics
+from vdit.engine.run_log import LOG_FILE, METRICS_FILE, RunLogger, loss_log_values, read_metrics
 
 
 def test_without_tensorboard_says_so_once(tmp_path, monkeypatch):

@@ -1,11 +1,14 @@
-"""`vdit eval ...`: score predictions with the benchmarks' official metrics (see docs/evaluation.md).
+"""`vdit score ...`: score saved predictions with the benchmarks' official metrics (see docs/evaluation.md).
 
-    vdit eval davis          --davis-root R --results P [--task unsupervised|semi-supervised] [--json OUT]
-    vdit eval ref-davis      --davis-root R --results-root P   (P holds anno_0..anno_3)
-    vdit eval ytvos-validate --zip Z --meta meta_expressions.json [--frames-root R]
-    vdit eval a2d | jhmdb    --gt COCO_JSON --predictions PRED_JSON [--json OUT]
-    vdit eval refcoco        --gt instances_<ds>_val.json --predictions PRED_JSON [--json OUT]
-    vdit eval mevis          --mevis-root valid_u --results P [--json OUT]
+    vdit score davis          --davis-root R --results P [--task unsupervised|semi-supervised] [--json OUT]
+    vdit score ref-davis      --davis-root R --results-root P   (P holds anno_0..anno_3)
+    vdit score ytvos-validate --zip Z --meta meta_expressions.json [--frames-root R]
+    vdit score a2d | jhmdb    --gt COCO_JSON --predictions PRED_JSON [--json OUT]
+    vdit score refcoco        --gt instances_<ds>_val.json --predictions PRED_JSON [--json OUT]
+    vdit score mevis          --mevis-root valid_u --results P [--json OUT]
+
+`vdit evaluate` runs a model on a benchmark; this command only reads results. Its former name `vdit eval`
+(one letter from `evaluate`) still works for one release, with a one-line deprecation note on stderr.
 
 davis, ref-davis and mevis draw a progress bar (sequences / videos scored) when stderr is a terminal;
 --quiet (or a log, CI, a pipe) draws none.
@@ -13,6 +16,7 @@ davis, ref-davis and mevis draw a progress bar (sequences / videos scored) when 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from vdit.errors import EvaluationError
@@ -20,6 +24,7 @@ from vdit.errors import EvaluationError
 DAVIS_TASKS = ("unsupervised", "semi-supervised")
 DAVIS_SUBSETS = ("train", "val", "test-dev", "test-challenge")
 DEFAULT_MAX_PROBLEMS = 100
+DEPRECATED_NAME = "eval"  # the former name, an alias for one release
 
 
 def _write_json(path: str | None, payload: dict) -> None:
@@ -64,7 +69,7 @@ def _progress(args: argparse.Namespace, unit: str, per_sequence: int = 1):
 
     names = getattr(args, "sequences", None)
     total = len([s for s in names.split(",") if s.strip()]) * per_sequence if names else None
-    progress = Progress(progress_enabled(args.quiet), desc=args.eval_command, unit=unit)
+    progress = Progress(progress_enabled(args.quiet), desc=args.benchmark, unit=unit)
     progress.start(total=total)
     return progress
 
@@ -133,7 +138,7 @@ def _cmd_coco(args: argparse.Namespace) -> int:
     _check_json(args.json)
     with_map = not args.no_map if hasattr(args, "no_map") else args.with_map
     metrics = evaluate_referring_coco(args.gt, args.predictions, with_map=with_map)
-    print(f"{args.eval_command}: {args.predictions} against {args.gt}")
+    print(f"{args.benchmark}: {args.predictions} against {args.gt}")
     for key, value in metrics.items():
         print(f"  {key:<16} {value:.4f}" if isinstance(value, float) else f"  {key:<16} {value}")
     _write_json(args.json, metrics)
@@ -177,11 +182,29 @@ def _add_davis_common(p: argparse.ArgumentParser) -> None:
     _add_progress_args(p)
 
 
+def _add_coco_args(p: argparse.ArgumentParser, gt_help: str) -> None:
+    """The arguments every COCO-format benchmark (A2D, JHMDB, RefCOCO) shares."""
+    p.add_argument("--gt", required=True, help=gt_help)
+    p.add_argument("--predictions", required=True, help="json list of {image_id, segmentation RLE, score}")
+    p.add_argument("--json", default=None, metavar="OUT")
+    p.set_defaults(score=_cmd_coco)
+
+
+def _score(args: argparse.Namespace) -> int:
+    if args.command == DEPRECATED_NAME:
+        print(f"vdit {DEPRECATED_NAME}: deprecated, use `vdit score` (same arguments); "
+              f"`vdit {DEPRECATED_NAME}` goes in the next release", file=sys.stderr)
+    return args.score(args)
+
+
 def register(subparsers) -> None:
-    """Add `vdit eval` and its sub-commands."""
-    parser = subparsers.add_parser("eval", help="evaluate predictions (DAVIS, Ref-DAVIS, YTVOS zip, A2D, ...)",
+    """Add `vdit score` (alias `vdit eval`, deprecated) and its sub-commands; each sets `score`."""
+    parser = subparsers.add_parser("score", aliases=[DEPRECATED_NAME],
+                                   help="score saved predictions (DAVIS, Ref-DAVIS, YTVOS zip, A2D, ...); "
+                                        f"`{DEPRECATED_NAME}` is its deprecated former name",
                                    description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="eval_command", metavar="BENCHMARK")
+    parser.set_defaults(func=_score)
+    sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
     sub.required = True
 
     p = sub.add_parser("davis", help="DAVIS-2017 J&F (semi-supervised or unsupervised protocol)")
@@ -189,12 +212,12 @@ def register(subparsers) -> None:
     p.add_argument("--results", required=True, help="folder with <sequence>/<frame>.png label maps")
     p.add_argument("--task", default="unsupervised", choices=DAVIS_TASKS)
     p.add_argument("--per-object", action="store_true", help="also print each object's J and F means")
-    p.set_defaults(func=_cmd_davis)
+    p.set_defaults(score=_cmd_davis)
 
     p = sub.add_parser("ref-davis", help="Ref-DAVIS17: unsupervised J&F of anno_0..anno_3 and their mean")
     _add_davis_common(p)
     p.add_argument("--results-root", required=True, help="folder holding anno_0 .. anno_3 result folders")
-    p.set_defaults(func=_cmd_ref_davis)
+    p.set_defaults(score=_cmd_ref_davis)
 
     p = sub.add_parser("ytvos-validate", help="check a Ref-YouTube-VOS submission zip before upload")
     p.add_argument("--zip", required=True, help="submission zip (entries Annotations/<video>/<exp>/<frame>.png)")
@@ -204,22 +227,16 @@ def register(subparsers) -> None:
     p.add_argument("--exclude-meta", default=None,
                    help="meta_expressions.json whose videos are not expected (the test split)")
     p.add_argument("--max-problems", type=int, default=DEFAULT_MAX_PROBLEMS, help="problems to print at most")
-    p.set_defaults(func=_cmd_ytvos_validate)
+    p.set_defaults(score=_cmd_ytvos_validate)
 
     for name, text in (("a2d", "A2D-Sentences"), ("jhmdb", "JHMDB-Sentences")):
         p = sub.add_parser(name, help=f"{text}: mask mAP (COCOeval) + overall/mean IoU + P@K")
-        p.add_argument("--gt", required=True, help="COCO-format ground truth json")
-        p.add_argument("--predictions", required=True, help="json list of {image_id, segmentation RLE, score}")
+        _add_coco_args(p, "COCO-format ground truth json")
         p.add_argument("--no-map", action="store_true", help="skip COCOeval (IoU figures only)")
-        p.add_argument("--json", default=None, metavar="OUT")
-        p.set_defaults(func=_cmd_coco)
 
     p = sub.add_parser("refcoco", help="RefCOCO/+/g: overall IoU (reported) + mean IoU + P@K of the top-1 mask")
-    p.add_argument("--gt", required=True, help="instances_<dataset>_<split>.json (one image per expression)")
-    p.add_argument("--predictions", required=True, help="json list of {image_id, segmentation RLE, score}")
+    _add_coco_args(p, "instances_<dataset>_<split>.json (one image per expression)")
     p.add_argument("--with-map", action="store_true", help="also run COCOeval mask mAP")
-    p.add_argument("--json", default=None, metavar="OUT")
-    p.set_defaults(func=_cmd_coco)
 
     p = sub.add_parser("mevis", help="MeViS J&F (per-expression means, union of the referred objects)")
     p.add_argument("--mevis-root", default=None, help="split folder with meta_expressions.json and mask_dict.json")
@@ -230,4 +247,4 @@ def register(subparsers) -> None:
                    help="score videos without results 0 (the official behaviour) instead of failing")
     p.add_argument("--json", default=None, metavar="OUT")
     _add_progress_args(p)
-    p.set_defaults(func=_cmd_mevis)
+    p.set_defaults(score=_cmd_mevis)

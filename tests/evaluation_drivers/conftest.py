@@ -99,23 +99,10 @@ def oracle():
 
 
 @pytest.fixture(scope="session")
-def drivers_weights(tmp_path_factory):
-    """A tiny random VD-IT written by save_pretrained (its config names the tiny foundation)."""
-    from vdit.config import tiny_config
-    from vdit.models.vdit import VDIT
-    from vdit.testing import build_tiny_foundation
-
-    root = build_tiny_foundation(tmp_path_factory.mktemp("drivers_foundation"), seed=0)
-    torch.manual_seed(0)
-    model = VDIT.from_config(tiny_config(root))
-    return model.save_pretrained(tmp_path_factory.mktemp("drivers_weights") / "tiny")
-
-
-@pytest.fixture(scope="session")
-def drivers_model(drivers_weights):
+def drivers_model(tiny_weights):
     from vdit.models.vdit import VDIT
 
-    return VDIT.from_pretrained(drivers_weights).eval()
+    return VDIT.from_pretrained(tiny_weights).eval()
 
 
 @pytest.fixture

@@ -88,10 +88,10 @@ def _cli_args(weights: Path, data: Path, out: Path, *extra: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def one_process(three_videos, drivers_weights, tmp_path_factory):
+def one_process(three_videos, tiny_weights, tmp_path_factory):
     """The reference: one process, through the CLI (the test session runs torch on one thread)."""
     out = tmp_path_factory.mktemp("one") / "out"
-    assert main(_cli_args(drivers_weights, three_videos, out)) == 0
+    assert main(_cli_args(tiny_weights, three_videos, out)) == 0
     return out
 
 
@@ -119,11 +119,11 @@ def _torchrun(script: Path, args: list[str], extra_env: dict[str, str]) -> subpr
                           timeout=SUBPROCESS_TIMEOUT_S)
 
 
-def test_torchrun_two_processes_write_the_files_of_one(three_videos, drivers_weights, one_process, tmp_path):
+def test_torchrun_two_processes_write_the_files_of_one(three_videos, tiny_weights, one_process, tmp_path):
     script = tmp_path / "spy_main.py"
     script.write_text(SPY_MAIN)
     out = tmp_path / "two"
-    proc = _torchrun(script, _cli_args(drivers_weights, three_videos, out), {"SPY_DIR": str(tmp_path)})
+    proc = _torchrun(script, _cli_args(tiny_weights, three_videos, out), {"SPY_DIR": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "(2 processes)" in proc.stdout and proc.stdout.count('"J&F"') == 1  # rank 0 alone reports
     # rank r segmented videos r, r + 2: vid_a (3 frames) and vid_c (2) / vid_b (2)
@@ -192,10 +192,10 @@ KILLED = textwrap.dedent("""
 """)
 
 
-def test_a_killed_run_resumes_to_the_files_of_an_uninterrupted_one(three_videos, drivers_weights, one_process,
+def test_a_killed_run_resumes_to_the_files_of_an_uninterrupted_one(three_videos, tiny_weights, one_process,
                                                                    tmp_path, monkeypatch):
     out = tmp_path / "out"
-    args = _cli_args(drivers_weights, three_videos, out)
+    args = _cli_args(tiny_weights, three_videos, out)
     proc = subprocess.run([sys.executable, "-c", KILLED, *args], cwd=REPO, env=_env(), capture_output=True,
                           text=True, timeout=SUBPROCESS_TIMEOUT_S)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
@@ -284,14 +284,14 @@ def test_ranks_deal_the_items_out():
     assert sorted(k for share in shares for k in share) == sorted(keys)
 
 
-def test_evaluate_draws_a_bar_on_a_terminal_only(ytvos_root, drivers_weights, tmp_path, capsys, monkeypatch):
+def test_evaluate_draws_a_bar_on_a_terminal_only(ytvos_root, tiny_weights, tmp_path, capsys, monkeypatch):
     import io
 
     class Terminal(io.StringIO):
         def isatty(self):
             return True
 
-    args = ["evaluate", "--preset", "ytvos", "--weights", str(drivers_weights), "--data", str(ytvos_root),
+    args = ["evaluate", "--preset", "ytvos", "--weights", str(tiny_weights), "--data", str(ytvos_root),
             "--short-side", "64", "--device", "cpu"]
     assert main(args + ["--out", str(tmp_path / "log")]) == 0
     assert capsys.readouterr().err == ""  # a log / CI: no progress at all

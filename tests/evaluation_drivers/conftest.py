@@ -135,7 +135,7 @@ def fractions():
 @pytest.fixture(scope="session")
 def ytvos_root(tmp_path_factory):
     """Ref-YouTube-VOS layout, valid split with Annotations: 2 videos of 3 and 2 frames, 2 expressions each."""
-    from vdit.data.ytvos import write_ytvos_video
+    from vdit.data.ytvos_writer import write_ytvos_video
 
     root = tmp_path_factory.mktemp("ytvos")
     for k, (vid, t) in enumerate((("vid_a", 3), ("vid_b", 2))):

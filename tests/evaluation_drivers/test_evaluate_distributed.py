@@ -65,7 +65,7 @@ def _assert_same_outputs(a: Path, b: Path) -> None:
 def three_videos(tmp_path_factory):
     """Ref-YouTube-VOS valid split with Annotations: 3 videos (3, 2, 2 frames of 64x96), a red box
     (object 1) and a green box (object 2) on noise, one expression about each."""
-    from vdit.data.ytvos import write_ytvos_video
+    from vdit.data.ytvos_writer import write_ytvos_video
 
     root = tmp_path_factory.mktemp("ytvos3")
     for k, (vid, t) in enumerate(VIDEOS):

@@ -43,7 +43,9 @@ import numpy as np
 from vdit.data.common import read_json
 from vdit.data.png import write_index_png
 from vdit.data.transforms import ClipTransform
-from vdit.data.ytvos import ExpressionRecord, RefYTVOSDataset, dump_json, write_jpeg
+from vdit.data.video_dataset import ExpressionRecord
+from vdit.data.ytvos import RefYTVOSDataset
+from vdit.data.ytvos_writer import dump_json, write_jpeg
 from vdit.errors import ConfigError, DataError, InputError
 
 # Text annotation files, in expression-id order a = 0..3, with their encodings (spec 7.2).

@@ -40,7 +40,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from vdit.data.transforms import ClipTransform
-from vdit.data.ytvos import RefYTVOSDataset, dump_json, write_ytvos_video
+from vdit.data.ytvos import RefYTVOSDataset
+from vdit.data.ytvos_writer import dump_json, write_ytvos_video
 from vdit.errors import ConfigError
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "diamond")

@@ -51,6 +51,7 @@ def test_all_frames_valid(engine_synth_root):
     assert all(bool(ds[i].valid.all()) for i in range(len(ds)))
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_match_single(tiny_root, engine_synth_root, tmp_path, single):
     out = tmp_path / "ddp"
     args = tiny_args(tiny_root, engine_synth_root, out, *DETERMINISTIC, "train.batch_size=1")

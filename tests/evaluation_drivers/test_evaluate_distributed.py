@@ -119,6 +119,7 @@ def _torchrun(script: Path, args: list[str], extra_env: dict[str, str]) -> subpr
                           timeout=SUBPROCESS_TIMEOUT_S)
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_write_the_files_of_one(three_videos, tiny_weights, one_process, tmp_path):
     script = tmp_path / "spy_main.py"
     script.write_text(SPY_MAIN)

@@ -36,6 +36,7 @@ def test_train_clip_learns_shapes_and_is_deterministic(smoke_corpora, smoke_toke
     assert torch.allclose(text(ids).last_hidden_state, a.text_model(ids).last_hidden_state)
 
 
+@pytest.mark.slow
 def test_train_vae_sets_measured_scaling_factor(smoke_corpora, smoke_plan):
     train, valid = smoke_corpora
     records = []
@@ -62,6 +63,7 @@ def test_vae_batches_are_whole_mirrored_frames(smoke_corpora):
     assert all(a or m for a, m in zip(as_is, mirrored)) and any(mirrored) and any(as_is)
 
 
+@pytest.mark.slow
 def test_train_t2v_unet_epsilon_training_with_eval(smoke_corpora, smoke_tokenizers, smoke_plan):
     train, valid = smoke_corpora
     tok = smoke_tokenizers[0]

@@ -1,7 +1,10 @@
 """bench/fullscale.py end to end on the tiny preset (the accounting itself: tests/profiling)."""
 from __future__ import annotations
 
+import pytest
 
+
+@pytest.mark.slow
 def test_bench_script_runs_end_to_end_on_tiny(fullscale, capsys, monkeypatch):
     # two memory-plan variants of five keep the test short: the fp32 baseline and the cheapest
     variants = (fullscale.MEMORY_VARIANTS[0], fullscale.MEMORY_VARIANTS[-1])

@@ -20,8 +20,8 @@ Four parts, each printed as a table:
    returns it, freed when the last reference dies), i.e. what `torch.cuda.max_memory_allocated` counts,
    without the caching allocator's rounding and kernel workspaces. SDPA is routed to the memory-efficient
    kernel (what CUDA runs: it saves q, k, v, out and the log-sum-exp, not the attention matrix), and
-   bf16 autocast is emulated with CUDA's cast policy (see `vdit.profiling.meta_autocast`), since autocast has no meta
-   backend. The AdamW step runs too (its state is allocated on the first step).
+   bf16 autocast is emulated with CUDA's cast policy, since autocast has no meta backend (all of it:
+   `vdit.profiling`). The AdamW step runs too (its state is allocated on the first step).
 3. Timings on the device present (`--device`, default cuda if available): inference of one video
    (`--frames` frames, `--sentences` sentences) the official way (fp32, every sentence recomputes
    everything) and ours (visual work shared, sentences batched; fp32, bf16 autocast, bf16 frozen weights

@@ -49,6 +49,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from vdit.profiling import meta_accounting, model_config  # noqa: E402
+
 OFFICIAL_SECONDS = (3.4, 4.0)  # issue 6: the official eval forward with full encoders, measured by the project
 # Issue 16: the official eval forward with shallow encoders, 2 threads, 1 warm-up + 5 runs, and ours then
 # (before issue 16's kernels), timed back to back on the same 2-core machine.
@@ -136,11 +138,10 @@ def matmul_rate(repeats: int = 5) -> float:
 
 def build_model(preset: str, device: str | torch.device, shallow: bool, seed: int = 0):
     """VD-IT with random foundation weights (fp32), shallow encoders if asked (SHALLOW_ENCODERS)."""
-    import bench.fullscale as fullscale
     from vdit.models.foundation import build_foundation_random
     from vdit.models.vdit import VDIT
 
-    cfg = fullscale.model_config(preset)
+    cfg = model_config(preset)
     foundation = build_foundation_random(cfg.foundation.arch, device=device, seed=seed,
                                          overrides=SHALLOW_ENCODERS if shallow else None)
     with torch.device(device):
@@ -294,12 +295,10 @@ def top_level(parts: dict[str, float]) -> dict[str, float]:
 
 def count_part_flops(preset: str, shallow: bool, inputs: dict[str, Any]) -> dict[str, float]:
     """FLOPs per part of one forward, counted on the meta device (shapes only, no weights)."""
-    import bench.fullscale as fullscale
-
     model = build_model(preset, "meta", shallow).eval()
     model.backbone.cfg.clip_preprocess = "fast"  # PIL cannot run on meta; preprocessing has no FLOPs here
     parts = Parts(model)
-    with fullscale.meta_accounting(count_flops=False), parts, _FlopsToPart(parts):
+    with meta_accounting(count_flops=False), parts, _FlopsToPart(parts):
         meta = {k: v.to("meta") for k, v in inputs.items()}  # inside: the accounting keeps their values
         parts.run(lambda: model(meta["frames"], [TEXT], pad_mask=meta.get("pad_mask"), sizes=meta.get("sizes")))
     flops = dict(parts.flops)
@@ -312,7 +311,7 @@ def count_part_flops(preset: str, shallow: bool, inputs: dict[str, Any]) -> dict
     t = meta["frames"].shape[1]
     latents = torch.zeros(1, bb.unet.config.in_channels, t, h // 8, w // 8, device="meta")
     prompt = torch.zeros(1, 77, bb.unet.config.cross_attention_dim, device="meta")
-    with fullscale.meta_accounting(count_flops=False), FlopCounterMode(display=False) as counter:
+    with meta_accounting(count_flops=False), FlopCounterMode(display=False) as counter:
         bb.unet(latents, bb.timestep, encoder_hidden_states=prompt)
     flops["_unet_stock"] = float(counter.get_total_flops())
     del model

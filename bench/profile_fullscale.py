@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import fullscale as fs  # noqa: E402
+from vdit.profiling import TEXTS, build_model, inference_flops, make_targets  # noqa: E402
 
 VARIANTS = ("autocast", "native", "hostclip", "deviceclip", "cudnn", "gridsample", "triton", "channels_last",
             "compile_vae", "compile", "fullcompile")
@@ -192,9 +193,9 @@ def run_inference(args, device: torch.device) -> None:
     from vdit.inference.predictor import VDITPredictor
 
     t, (h, w), s = args.frames, tuple(args.size), args.sentences
-    texts = list(fs.TEXTS[:s])
+    texts = list(TEXTS[:s])
     video = torch.rand(t, 3, h, w, generator=torch.Generator().manual_seed(0))
-    model = fs.build_model(args.preset, device, frozen_dtype=torch.bfloat16).eval()
+    model = build_model(args.preset, device, frozen_dtype=torch.bfloat16).eval()
     pred = VDITPredictor(model=model, device=device, window=None, short_side=None, max_size=None, amp=True,
                          amp_dtype=torch.bfloat16, sharing="batch", max_text_batch=s)
     fn = lambda: pred.segment(video, texts)  # noqa: E731
@@ -211,7 +212,7 @@ def run_inference(args, device: torch.device) -> None:
               f"(first call {first:.1f} s)", flush=True)
     fl = None
     if args.flops:
-        f = fs.inference_flops(args.preset, t, (h + (-h) % 16, w + (-w) % 16))["clip"]
+        f = inference_flops(args.preset, t, (h + (-h) % 16, w + (-w) % 16))["clip"]
         fl = {"VAE encoder": f["vae_encoder"], "CLIP vision": f["clip_vision"], "UNet (blocks run)": f["unet_no_tail"] * s}
     timer = ComponentTimer(component_modules(model), device)
     timer.active = True
@@ -232,12 +233,12 @@ def run_training(args, device: torch.device) -> None:
     from vdit.losses import SetCriterion
 
     t, (h, w) = args.train_frames, tuple(args.train_size)
-    model = fs.build_model(args.preset, device, frozen_dtype=torch.bfloat16).train()
+    model = build_model(args.preset, device, frozen_dtype=torch.bfloat16).train()
     model.backbone.cfg.grad_ckpt = args.grad_ckpt
     crit = SetCriterion(num_aux_layers=model.cfg.head.dec_layers - 1)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     frames = torch.randn(1, t, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device)
-    targets = fs.make_targets(1, t, h, w, device)
+    targets = make_targets(1, t, h, w, device)
     marks: dict[str, list] = defaultdict(list)
 
     def mark():
@@ -250,7 +251,7 @@ def run_training(args, device: torch.device) -> None:
     def step(record: bool = False):
         m0 = mark() if record else None
         with torch.autocast(device.type, dtype=torch.bfloat16):
-            out = model(frames, [fs.TEXTS[0]], targets=targets)
+            out = model(frames, [TEXTS[0]], targets=targets)
             m1 = mark() if record else None
             loss = crit(out, out["targets"])["loss"]
         m2 = mark() if record else None

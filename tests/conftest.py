@@ -25,6 +25,26 @@ SHARED = REPO.parent / "shared"
 
 
 @pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory) -> Path:
+    """Random tiny foundation models (t2v/, clip_vision/, text_encoder/) written once per session in the
+    real layouts; tests that alter them work on a copy."""
+    from vdit.testing import build_tiny_foundation
+
+    return build_tiny_foundation(tmp_path_factory.mktemp("tiny_foundation"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tiny_root, tmp_path_factory) -> Path:
+    """A tiny random VD-IT written by VDIT.save_pretrained (its config names `tiny_root`)."""
+    from vdit.config import tiny_config
+    from vdit.models.vdit import VDIT
+
+    torch.manual_seed(0)
+    model = VDIT.from_config(tiny_config(tiny_root))
+    return model.save_pretrained(tmp_path_factory.mktemp("tiny_weights") / "tiny")
+
+
+@pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """../shared beside the checkout (real fixtures); skip where a user's clone lacks it."""
     if not SHARED.is_dir():

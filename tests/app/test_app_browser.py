@@ -79,6 +79,7 @@ def _decode_count(data: bytes) -> tuple[int, tuple[int, int]]:
     return len(frames), (frames[0].height, frames[0].width)
 
 
+@pytest.mark.slow
 def test_app_in_browser(tmp_path):
     chromium, driver_path = _browser_paths()
     from selenium import webdriver

@@ -106,13 +106,6 @@ def save_official(path, model, extra=None, state=None):
 
 
 @pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory):
-    from vdit.testing import build_tiny_foundation
-
-    return build_tiny_foundation(tmp_path_factory.mktemp("convert_foundation"), seed=0)
-
-
-@pytest.fixture(scope="module")
 def source_model(tiny_root):
     """A tiny VD-IT whose every trainable parameter is random (zero inits would hide swapped keys)."""
     from vdit.config import tiny_config

@@ -9,6 +9,7 @@ import pytest
 
 from vdit.cli import data as data_cli
 from vdit.data import synthetic as S
+from vdit.data.synthetic import render, scene
 from vdit.data.png import read_index_png
 from vdit.data.ytvos import num_train_samples
 from vdit.errors import ConfigError
@@ -97,11 +98,11 @@ def test_motion_and_masks_match_geometry(bench):
             dx, dy = S.DIRECTIONS[o["motion"]]
             assert (np.sign(np.diff(c[:, 0])) == dx).all() and (np.sign(np.diff(c[:, 1])) == dy).all()
             visible = [(masks[t] == o["obj_id"]).any() for t in range(len(c))]
-            assert np.mean(visible) >= S.MIN_VISIBLE_FRAMES
+            assert np.mean(visible) >= scene.MIN_VISIBLE_FRAMES
             for t in range(len(c)):
                 ys, xs = np.nonzero(masks[t] == o["obj_id"])
                 if len(xs):
-                    reach = o["radius"] * (S.SQUARE_HALF_SIDE * np.sqrt(2) if o["shape"] == "square" else 1.0)
+                    reach = o["radius"] * (render.SQUARE_HALF_SIDE * np.sqrt(2) if o["shape"] == "square" else 1.0)
                     assert np.hypot(xs + 0.5 - c[t, 0], ys + 0.5 - c[t, 1]).max() <= reach + 1.0
 
 
@@ -110,9 +111,9 @@ def test_text_blind_bound_and_shared_attributes(bench):
     for split in ("train", "valid"):
         for vid, v in info["splits"][split].items():
             objs = v["objects"]
-            assert S.NUM_OBJECTS_RANGE[0] <= len(objs) <= S.NUM_OBJECTS_RANGE[1]
+            assert scene.NUM_OBJECTS_RANGE[0] <= len(objs) <= scene.NUM_OBJECTS_RANGE[1]
             per_obj = Counter(e["obj_id"] for e in v["expressions"])
-            assert len(per_obj) >= S.MIN_TARGETS
+            assert len(per_obj) >= scene.MIN_TARGETS
             assert max(per_obj.values()) / sum(per_obj.values()) <= 0.5
             for target in per_obj:
                 t = objs[target - 1]
@@ -126,7 +127,7 @@ def test_heldout_combinations(bench):
             assert not any((o["colour"], o["shape"]) in S.HELDOUT_PAIRS for o in v["objects"])
     for v in info["splits"]["heldout"].values():
         held = [o for o in v["objects"] if (o["colour"], o["shape"]) in S.HELDOUT_PAIRS]
-        assert len(held) == S.HELDOUT_OBJECTS
+        assert len(held) == scene.HELDOUT_OBJECTS
         for e in v["expressions"]:
             o = v["objects"][e["obj_id"] - 1]
             assert (o["colour"], o["shape"]) in S.HELDOUT_PAIRS
@@ -150,7 +151,7 @@ def test_dataset_reader(bench):
     ev = S.SyntheticRefDataset(root, "heldout")
     s = ev[0]
     assert s.frames.shape[0] == 8 and s.meta["has_annotations"] and s.valid.sum() >= 6
-    assert tuple(s.frames.shape[-2:]) == (S.DEFAULT_HEIGHT, S.DEFAULT_WIDTH)
+    assert tuple(s.frames.shape[-2:]) == (scene.DEFAULT_HEIGHT, scene.DEFAULT_WIDTH)
 
 
 def test_generate_video_in_memory():
@@ -211,14 +212,14 @@ def test_distinct_colours_benchmark(colour_bench):
             # shapes still repeat: every object shares its shape with another one
             assert all(sum(o["shape"] == t["shape"] for o in v["objects"]) >= 2 for t in v["objects"]), vid
             per_obj = Counter(e["obj_id"] for e in v["expressions"])
-            assert len(per_obj) >= S.MIN_TARGETS and max(per_obj.values()) / sum(per_obj.values()) <= 0.5
+            assert len(per_obj) >= scene.MIN_TARGETS and max(per_obj.values()) / sum(per_obj.values()) <= 0.5
             for exp in me["videos"][vid]["expressions"].values():
                 target = v["objects"][int(exp["obj_id"]) - 1]
                 assert f" {target['colour']} " in f" {exp['exp']} "
                 assert resolve(exp["exp"], v["objects"]) == [int(exp["obj_id"])], (vid, exp)
             assert all(e["kind"] != "relation" for e in v["expressions"])
             held = [o for o in v["objects"] if (o["colour"], o["shape"]) in S.HELDOUT_PAIRS]
-            assert len(held) == (S.HELDOUT_OBJECTS if split == "heldout" else 0)
+            assert len(held) == (scene.HELDOUT_OBJECTS if split == "heldout" else 0)
 
 
 def test_distinct_colours_off_keeps_the_default_benchmark(tmp_path):

@@ -11,9 +11,9 @@ from torch.utils.data import DataLoader
 
 from vdit.data.png import read_index_png, write_index_png
 from vdit.data.types import collate_clips
-from vdit.data.ytvos import (
-    LOCAL_MAX_SKIP, RefYTVOSDataset, num_train_samples, sample_clip_indices, write_ytvos_video,
-)
+from vdit.data.video_dataset import LOCAL_MAX_SKIP, sample_clip_indices
+from vdit.data.ytvos import RefYTVOSDataset, num_train_samples
+from vdit.data.ytvos_writer import write_ytvos_video
 from vdit.errors import DataError
 
 H, W = 24, 40

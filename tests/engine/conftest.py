@@ -1,17 +1,10 @@
-"""Shared fixtures of the engine tests: tiny foundation models and a tiny generated benchmark, built
-once per session (a few seconds)."""
+"""Shared fixtures of the engine tests: a tiny generated benchmark and a one-step run, built once per
+session (the tiny foundation models: tests/conftest.py's `tiny_root`)."""
 from __future__ import annotations
 
 import pytest
 
 from _engine_helpers import SYNTH_FRAMES, SYNTH_SIDE, SYNTH_VIDEOS
-
-
-@pytest.fixture(scope="session")
-def engine_tiny_root(tmp_path_factory):
-    from vdit.testing import build_tiny_foundation
-
-    return build_tiny_foundation(tmp_path_factory.mktemp("engine_tiny_foundation"), seed=0)
 
 
 @pytest.fixture(scope="session")
@@ -26,12 +19,12 @@ def engine_synth_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def engine_one_step_run(engine_tiny_root, engine_synth_root, tmp_path_factory):
+def engine_one_step_run(tiny_root, engine_synth_root, tmp_path_factory):
     """A run stopped after one optimizer step (train.max_steps=1): one checkpoint, no final weights.
     Tests copy it before altering anything."""
     from _engine_helpers import tiny_args
     from vdit.cli.main import main
 
     out = tmp_path_factory.mktemp("one_step") / "run"
-    assert main(tiny_args(engine_tiny_root, engine_synth_root, out, "train.max_steps=1")) == 0
+    assert main(tiny_args(tiny_root, engine_synth_root, out, "train.max_steps=1")) == 0
     return out

@@ -13,9 +13,9 @@ from vdit.engine.run_log import read_metrics
 
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
-def test_amp_step(engine_tiny_root, engine_synth_root, tmp_path, amp):
+def test_amp_step(tiny_root, engine_synth_root, tmp_path, amp):
     out = tmp_path / "run"
-    args = tiny_args(engine_tiny_root, engine_synth_root, out, "train.epochs=1", "data.max_samples=2")
+    args = tiny_args(tiny_root, engine_synth_root, out, "train.epochs=1", "data.max_samples=2")
     assert main([*args, "--amp", amp]) == 0
     rows = [r for r in read_metrics(out) if r["event"] == "train"]
     assert len(rows) == 1 and math.isfinite(rows[0]["loss"])

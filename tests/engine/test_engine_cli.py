@@ -16,8 +16,8 @@ def _error_line(capsys) -> str:
     return err[-1]
 
 
-def test_unknown_config_key_suggests_the_closest(engine_tiny_root, engine_synth_root, tmp_path, capsys):
-    code = main(tiny_args(engine_tiny_root, engine_synth_root, tmp_path / "run", "train.lrr=0.1"))
+def test_unknown_config_key_suggests_the_closest(tiny_root, engine_synth_root, tmp_path, capsys):
+    code = main(tiny_args(tiny_root, engine_synth_root, tmp_path / "run", "train.lrr=0.1"))
     assert code == 2
     assert _error_line(capsys) == "vdit train: error: unknown config key train.'lrr'; did you mean train.'lr'?"
     assert not (tmp_path / "run").exists()
@@ -29,40 +29,40 @@ def test_unknown_preset(capsys):
     assert "unknown training preset 'ytvoss'; did you mean 'ytvos'?" in line
 
 
-def test_bad_value(engine_tiny_root, engine_synth_root, tmp_path, capsys):
-    assert main(tiny_args(engine_tiny_root, engine_synth_root, tmp_path / "run", "train.amp=fp8")) == 2
+def test_bad_value(tiny_root, engine_synth_root, tmp_path, capsys):
+    assert main(tiny_args(tiny_root, engine_synth_root, tmp_path / "run", "train.amp=fp8")) == 2
     assert "train.amp='fp8'" in _error_line(capsys)
 
 
-def test_output_dir_not_writable(engine_tiny_root, engine_synth_root, tmp_path, capsys):
+def test_output_dir_not_writable(tiny_root, engine_synth_root, tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    assert main(tiny_args(engine_tiny_root, engine_synth_root, blocker / "run")) == 2
+    assert main(tiny_args(tiny_root, engine_synth_root, blocker / "run")) == 2
     line = _error_line(capsys)
     assert line.startswith(f"vdit train: error: output directory {blocker / 'run'} is not writable")
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores directory permissions")
-def test_output_dir_read_only(engine_tiny_root, engine_synth_root, tmp_path, capsys):
+def test_output_dir_read_only(tiny_root, engine_synth_root, tmp_path, capsys):
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o500)
     try:
-        assert main(tiny_args(engine_tiny_root, engine_synth_root, ro / "run")) == 2
+        assert main(tiny_args(tiny_root, engine_synth_root, ro / "run")) == 2
     finally:
         ro.chmod(0o700)
     assert "is not writable" in _error_line(capsys)
 
 
-def test_existing_run_needs_resume(engine_tiny_root, engine_synth_root, engine_one_step_run, tmp_path, capsys):
+def test_existing_run_needs_resume(tiny_root, engine_synth_root, engine_one_step_run, tmp_path, capsys):
     out = tmp_path / "run"
     shutil.copytree(engine_one_step_run, out)
-    assert main(tiny_args(engine_tiny_root, engine_synth_root, out)) == 2
+    assert main(tiny_args(tiny_root, engine_synth_root, out)) == 2
     assert "already holds a run with checkpoints; pass --resume" in _error_line(capsys)
 
 
-def test_missing_data_root(engine_tiny_root, tmp_path, capsys):
-    args = tiny_args(engine_tiny_root, tmp_path / "nowhere", tmp_path / "run", "data.synthetic_videos=0")
+def test_missing_data_root(tiny_root, tmp_path, capsys):
+    args = tiny_args(tiny_root, tmp_path / "nowhere", tmp_path / "run", "data.synthetic_videos=0")
     assert main(args) == 2
     assert f"synthetic root not found: {tmp_path / 'nowhere'}" in _error_line(capsys)
 
@@ -89,7 +89,7 @@ def test_resume_without_checkpoint(tmp_path, capsys):
     assert f"no checkpoint at {tmp_path}" in _error_line(capsys)
 
 
-def test_print_config(engine_tiny_root, capsys):
+def test_print_config(tiny_root, capsys):
     assert main(["train", "--preset", "pretrain_refcoco", "--print-config", "--accum", "2"]) == 0
     import yaml
 
@@ -128,10 +128,10 @@ class _Terminal:
 
 
 @pytest.mark.parametrize("quiet", [False, True])
-def test_step_bar_on_a_terminal_unless_quiet(engine_tiny_root, engine_synth_root, tmp_path, monkeypatch, quiet):
+def test_step_bar_on_a_terminal_unless_quiet(tiny_root, engine_synth_root, tmp_path, monkeypatch, quiet):
     term = _Terminal()
     monkeypatch.setattr("sys.stderr", term)
-    args = tiny_args(engine_tiny_root, engine_synth_root, tmp_path / "run", "train.epochs=1", "data.max_samples=2")
+    args = tiny_args(tiny_root, engine_synth_root, tmp_path / "run", "train.epochs=1", "data.max_samples=2")
     assert main(args + (["--quiet"] if quiet else [])) == 0
     drawn = "".join(term.text)
     assert ("epoch 1/1" in drawn) is not quiet

@@ -32,10 +32,10 @@ def _assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> Non
 
 
 @pytest.fixture(scope="module")
-def single(engine_tiny_root, engine_synth_root, tmp_path_factory):
+def single(tiny_root, engine_synth_root, tmp_path_factory):
     """1 process x batch 2 (the tiny preset's batch)."""
     out = tmp_path_factory.mktemp("single") / "run"
-    assert main(tiny_args(engine_tiny_root, engine_synth_root, out, *DETERMINISTIC)) == 0
+    assert main(tiny_args(tiny_root, engine_synth_root, out, *DETERMINISTIC)) == 0
     return out
 
 
@@ -51,9 +51,10 @@ def test_all_frames_valid(engine_synth_root):
     assert all(bool(ds[i].valid.all()) for i in range(len(ds)))
 
 
-def test_ddp_two_processes_match_single(engine_tiny_root, engine_synth_root, tmp_path, single):
+@pytest.mark.slow
+def test_ddp_two_processes_match_single(tiny_root, engine_synth_root, tmp_path, single):
     out = tmp_path / "ddp"
-    args = tiny_args(engine_tiny_root, engine_synth_root, out, *DETERMINISTIC, "train.batch_size=1")
+    args = tiny_args(tiny_root, engine_synth_root, out, *DETERMINISTIC, "train.batch_size=1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "vdit", *args]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
@@ -63,8 +64,8 @@ def test_ddp_two_processes_match_single(engine_tiny_root, engine_synth_root, tmp
     _assert_close(final_weights(out), final_weights(single))
 
 
-def test_grad_accumulation_matches_big_batch(engine_tiny_root, engine_synth_root, tmp_path, single):
+def test_grad_accumulation_matches_big_batch(tiny_root, engine_synth_root, tmp_path, single):
     out = tmp_path / "accum"
-    args = tiny_args(engine_tiny_root, engine_synth_root, out, *DETERMINISTIC, "train.batch_size=1")
+    args = tiny_args(tiny_root, engine_synth_root, out, *DETERMINISTIC, "train.batch_size=1")
     assert main([*args, "--accum", "2"]) == 0
     _assert_close(final_weights(out), final_weights(single))

@@ -45,14 +45,14 @@ def test_a_finished_run_releases_its_lock(engine_one_step_run):
 
 
 @pytest.mark.parametrize("existing", [False, True], ids=["new-folder", "empty-folder"])
-def test_a_run_that_fails_to_start_removes_what_it_wrote(engine_tiny_root, engine_synth_root, tmp_path, capsys,
+def test_a_run_that_fails_to_start_removes_what_it_wrote(tiny_root, engine_synth_root, tmp_path, capsys,
                                                          existing):
     not_weights = tmp_path / "notes.safetensors"
     not_weights.write_text("not a safetensors file")
     run = tmp_path / "runs" / "r1"
     if existing:
         run.mkdir(parents=True)
-    code = main(tiny_args(engine_tiny_root, engine_synth_root, run) + ["--init-from", str(not_weights)])
+    code = main(tiny_args(tiny_root, engine_synth_root, run) + ["--init-from", str(not_weights)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and "notes.safetensors" in err[-1]
     if existing:  # the user's folder stays, empty again

@@ -49,12 +49,12 @@ def _snapshots(monkeypatch, store: dict) -> None:
     monkeypatch.setattr(tr.Trainer, "__init__", init)
 
 
-def test_nan_step_is_skipped_and_reported(engine_tiny_root, engine_synth_root, tmp_path, monkeypatch, capsys):
+def test_nan_step_is_skipped_and_reported(tiny_root, engine_synth_root, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     _poison(monkeypatch, bad_steps={2})
     params: dict = {}
     _snapshots(monkeypatch, params)
-    assert main(tiny_args(engine_tiny_root, engine_synth_root, out, "train.epochs=1")) == 0
+    assert main(tiny_args(tiny_root, engine_synth_root, out, "train.epochs=1")) == 0
     err = capsys.readouterr().err
     assert "step 2 (epoch 1): non-finite loss (loss, loss_ce); optimizer step skipped (1 in a row" in err
     # the skipped step left every parameter untouched; the others moved them
@@ -67,10 +67,10 @@ def test_nan_step_is_skipped_and_reported(engine_tiny_root, engine_synth_root, t
     assert (out / "final" / "model.safetensors").is_file()
 
 
-def test_consecutive_nan_steps_stop_the_run(engine_tiny_root, engine_synth_root, tmp_path, monkeypatch, capsys):
+def test_consecutive_nan_steps_stop_the_run(tiny_root, engine_synth_root, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     _poison(monkeypatch, bad_steps=None)
-    code = main(tiny_args(engine_tiny_root, engine_synth_root, out, "train.max_consecutive_nonfinite=3"))
+    code = main(tiny_args(tiny_root, engine_synth_root, out, "train.max_consecutive_nonfinite=3"))
     assert code != 0
     err = capsys.readouterr().err
     assert "vdit train: error: 3 consecutive optimizer steps had a non-finite loss or gradient" in err

@@ -42,12 +42,12 @@ def test_ablation_presets():
         assert _recipe(name) == _recipe("ytvos")
 
 
-def test_tiny_preset_points_at_foundation(engine_tiny_root):
-    cfg = run_preset("tiny_synthetic", engine_tiny_root)
-    assert cfg.model.foundation.t2v == str(engine_tiny_root / "t2v")
+def test_tiny_preset_points_at_foundation(tiny_root):
+    cfg = run_preset("tiny_synthetic", tiny_root)
+    assert cfg.model.foundation.t2v == str(tiny_root / "t2v")
     assert (cfg.data.name, cfg.train.num_frames, cfg.train.num_workers) == ("synthetic", 2, 0)
     with pytest.raises(ConfigError, match="lacks t2v/"):
-        run_preset("tiny_synthetic", engine_tiny_root / "t2v")
+        run_preset("tiny_synthetic", tiny_root / "t2v")
 
 
 def test_run_config_yaml_round_trip(tmp_path):

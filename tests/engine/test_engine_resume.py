@@ -37,17 +37,17 @@ def _crash_at(monkeypatch, step: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(engine_tiny_root, engine_synth_root, tmp_path_factory):
+def uninterrupted(tiny_root, engine_synth_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("uninterrupted") / "run"
-    assert main(tiny_args(engine_tiny_root, engine_synth_root, out, f"train.ckpt_every={CKPT_EVERY}")) == 0
+    assert main(tiny_args(tiny_root, engine_synth_root, out, f"train.ckpt_every={CKPT_EVERY}")) == 0
     return out
 
 
 @pytest.fixture(scope="module")
-def crashed(engine_tiny_root, engine_synth_root, tmp_path_factory):
+def crashed(tiny_root, engine_synth_root, tmp_path_factory):
     """The same run, killed after step 7 (its last checkpoint is step 6, mid-epoch 2)."""
     out = tmp_path_factory.mktemp("crashed") / "run"
-    args = tiny_args(engine_tiny_root, engine_synth_root, out, f"train.ckpt_every={CKPT_EVERY}")
+    args = tiny_args(tiny_root, engine_synth_root, out, f"train.ckpt_every={CKPT_EVERY}")
     with pytest.MonkeyPatch.context() as m:
         _crash_at(m, CRASH_AT_STEP)
         with pytest.raises(Crash):
@@ -139,10 +139,10 @@ def test_rng_state_matters(tmp_path, monkeypatch, crashed, uninterrupted):
     assert any(not torch.equal(resumed[n], reference[n]) for n in reference)
 
 
-def test_crash_during_save_keeps_latest(engine_tiny_root, engine_synth_root, tmp_path, monkeypatch):
+def test_crash_during_save_keeps_latest(tiny_root, engine_synth_root, tmp_path, monkeypatch):
     """A save that dies half-way leaves `latest` on the previous complete checkpoint."""
     out = tmp_path / "run"
-    args = tiny_args(engine_tiny_root, engine_synth_root, out, "train.ckpt_every=1", "train.epochs=1")
+    args = tiny_args(tiny_root, engine_synth_root, out, "train.ckpt_every=1", "train.epochs=1")
     import vdit.config as config
 
     real_save_yaml = config.save_yaml

@@ -78,16 +78,16 @@ def _assert_same_end(run, reference) -> None:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(engine_tiny_root, engine_synth_root, tmp_path_factory):
+def uninterrupted(tiny_root, engine_synth_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("sigkill_reference") / "run"
-    assert main(tiny_args(engine_tiny_root, engine_synth_root, out, f"train.ckpt_every={CKPT_EVERY}",
+    assert main(tiny_args(tiny_root, engine_synth_root, out, f"train.ckpt_every={CKPT_EVERY}",
                           "train.keep_checkpoints=0")) == 0
     return out
 
 
-def test_resume_after_sigkill_mid_training(engine_tiny_root, engine_synth_root, tmp_path, uninterrupted):
+def test_resume_after_sigkill_mid_training(tiny_root, engine_synth_root, tmp_path, uninterrupted):
     run = tmp_path / "run"
-    args = tiny_args(engine_tiny_root, engine_synth_root, run, f"train.ckpt_every={CKPT_EVERY}",
+    args = tiny_args(tiny_root, engine_synth_root, run, f"train.ckpt_every={CKPT_EVERY}",
                      "train.keep_checkpoints=0")
     _killed(args, "step", KILL_AFTER_STEP)
     assert ck.open_checkpoint(run).path.name == ck.checkpoint_name(6)
@@ -97,10 +97,10 @@ def test_resume_after_sigkill_mid_training(engine_tiny_root, engine_synth_root, 
     _assert_same_end(run, uninterrupted)
 
 
-def test_resume_after_sigkill_inside_a_checkpoint_write(engine_tiny_root, engine_synth_root, tmp_path,
+def test_resume_after_sigkill_inside_a_checkpoint_write(tiny_root, engine_synth_root, tmp_path,
                                                         uninterrupted):
     run = tmp_path / "run"
-    args = tiny_args(engine_tiny_root, engine_synth_root, run, f"train.ckpt_every={CKPT_EVERY}",
+    args = tiny_args(tiny_root, engine_synth_root, run, f"train.ckpt_every={CKPT_EVERY}",
                      "train.keep_checkpoints=0")
     _killed(args, "save", KILL_IN_SAVE_OF)
     checkpoints = run / "checkpoints"

@@ -99,13 +99,13 @@ def test_matcher_and_loss_make_no_sync_with_host_checked_targets():
 
 
 @pytest.fixture(scope="module")
-def tiny_model(engine_tiny_root):
+def tiny_model(tiny_root):
     from vdit.config import tiny_config
     from vdit.models.text_cache import TextFeatureCache
     from vdit.models.vdit import VDIT
 
     torch.manual_seed(0)
-    model = VDIT.from_config(tiny_config(engine_tiny_root)).train()
+    model = VDIT.from_config(tiny_config(tiny_root)).train()
     model.matcher.check_values = False
     model.text_encoder.feature_cache = TextFeatureCache(8)
     model.backbone.prompt_cache = TextFeatureCache(8)

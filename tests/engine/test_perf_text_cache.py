@@ -39,12 +39,12 @@ def test_lru_eviction_hits_and_key():
 
 
 @pytest.fixture(scope="module")
-def model(engine_tiny_root):
+def model(tiny_root):
     from vdit.config import tiny_config
     from vdit.models.vdit import VDIT
 
     torch.manual_seed(0)
-    return VDIT.from_config(tiny_config(engine_tiny_root)).train()
+    return VDIT.from_config(tiny_config(tiny_root)).train()
 
 
 def _roberta_reference(model, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,12 +110,12 @@ def test_training_outputs_unchanged_by_the_cache(model):
             assert torch.equal(out[key], outs[0][key]), key
 
 
-def test_cache_unused_with_dropout_or_a_trained_encoder(engine_tiny_root):
+def test_cache_unused_with_dropout_or_a_trained_encoder(tiny_root):
     from vdit.config import tiny_config
     from vdit.engine.optim import set_text_encoder_trainable
     from vdit.models.vdit import VDIT
 
-    cfg = tiny_config(engine_tiny_root)
+    cfg = tiny_config(tiny_root)
     cfg.backbone.official_frozen_dropout = True
     torch.manual_seed(0)
     noisy = VDIT.from_config(cfg).train()
@@ -125,7 +125,7 @@ def test_cache_unused_with_dropout_or_a_trained_encoder(engine_tiny_root):
     assert len(noisy.text_encoder.feature_cache) == 0 and len(noisy.backbone.prompt_cache) == 0
 
     torch.manual_seed(0)
-    trained = VDIT.from_config(tiny_config(engine_tiny_root)).train()
+    trained = VDIT.from_config(tiny_config(tiny_root)).train()
     set_text_encoder_trainable(trained, True)
     trained.text_encoder.feature_cache = TextFeatureCache(4)
     words, _ = trained.text_encoder([SENTENCES[0]], torch.device("cpu"))

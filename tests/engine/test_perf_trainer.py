@@ -39,10 +39,10 @@ def _trainer(root, synth, out, **train):
 
 
 @pytest.fixture(scope="module")
-def fp32_and_bf16(engine_tiny_root, engine_synth_root, tmp_path_factory):
+def fp32_and_bf16(tiny_root, engine_synth_root, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("perf_trainer")
-    ref = _trainer(engine_tiny_root, engine_synth_root, tmp / "fp32")
-    low = _trainer(engine_tiny_root, engine_synth_root, tmp / "bf16", amp="bf16")
+    ref = _trainer(tiny_root, engine_synth_root, tmp / "fp32")
+    low = _trainer(tiny_root, engine_synth_root, tmp / "bf16", amp="bf16")
     low.model.load_state_dict(ref.model.state_dict(), strict=False)  # the same trainable weights
     return ref, low
 
@@ -96,23 +96,23 @@ def test_micro_step_reads_the_losses_with_one_transfer(fp32_and_bf16):
     assert values["loss"] == pytest.approx(sum(values[k] for k in scaled), rel=1e-5)
 
 
-def test_trained_text_encoder_stays_fp32_and_uncached(engine_tiny_root, engine_synth_root, tmp_path):
-    tr = _trainer(engine_tiny_root, engine_synth_root, tmp_path / "run", amp="bf16", train_text_encoder=True)
+def test_trained_text_encoder_stays_fp32_and_uncached(tiny_root, engine_synth_root, tmp_path):
+    tr = _trainer(tiny_root, engine_synth_root, tmp_path / "run", amp="bf16", train_text_encoder=True)
     roberta = {p.dtype for p in tr.model.text_encoder.text_backbone.parameters()}
     assert roberta == {torch.float32} and tr.model.text_encoder.trainable
     assert next(tr.model.backbone.unet.parameters()).dtype == torch.bfloat16
     assert tr.model.text_encoder.feature_cache is None and tr.model.backbone.prompt_cache is not None
 
 
-def test_no_text_cache_with_official_dropout(engine_tiny_root, engine_synth_root, tmp_path):
-    tr = _trainer(engine_tiny_root, engine_synth_root, tmp_path / "run", official_frozen_dropout=True)
+def test_no_text_cache_with_official_dropout(tiny_root, engine_synth_root, tmp_path):
+    tr = _trainer(tiny_root, engine_synth_root, tmp_path / "run", official_frozen_dropout=True)
     assert tr.model.text_encoder.feature_cache is None and tr.model.backbone.prompt_cache is None
 
 
-def test_compile_option_compiles_head_matcher_and_loss(engine_tiny_root, engine_synth_root, tmp_path):
+def test_compile_option_compiles_head_matcher_and_loss(tiny_root, engine_synth_root, tmp_path):
     from vdit.engine.trainer import HEAD_MODULES
 
-    tr = _trainer(engine_tiny_root, engine_synth_root, tmp_path / "run", compile="head", compile_backend="eager")
+    tr = _trainer(tiny_root, engine_synth_root, tmp_path / "run", compile="head", compile_backend="eager")
     compiled = [getattr(tr.model, n) for n in HEAD_MODULES] + [tr.model.matcher, tr.criterion]
     for module in compiled:
         parts = module if isinstance(module, torch.nn.ModuleList) else [module]
@@ -151,16 +151,16 @@ def _compiled_agreement(root, backend: str) -> tuple[float, float]:
     return float((l0 - l1).abs() / l0.abs()), float((g0 - g1).abs().max() / g0.abs().max())
 
 
-def test_compiled_head_eager_backend_matches(engine_tiny_root):
-    loss_rel, grad_rel = _compiled_agreement(engine_tiny_root, "eager")
+def test_compiled_head_eager_backend_matches(tiny_root):
+    loss_rel, grad_rel = _compiled_agreement(tiny_root, "eager")
     assert loss_rel <= COMPILE_LOSS_TOL and grad_rel <= COMPILE_LOSS_TOL
 
 
 @pytest.mark.skipif(os.environ.get("VDIT_TEST_COMPILE") != "1",
                     reason="aot_eager traces the head, matcher and loss in ~17 s on 2 CPU cores; "
                            "set VDIT_TEST_COMPILE=1 to run")
-def test_compiled_head_aot_eager_backend_matches(engine_tiny_root):
-    loss_rel, grad_rel = _compiled_agreement(engine_tiny_root, "aot_eager")
+def test_compiled_head_aot_eager_backend_matches(tiny_root):
+    loss_rel, grad_rel = _compiled_agreement(tiny_root, "aot_eager")
     assert loss_rel <= COMPILE_LOSS_TOL and grad_rel <= COMPILE_LOSS_TOL
 
 

@@ -99,23 +99,10 @@ def oracle():
 
 
 @pytest.fixture(scope="session")
-def drivers_weights(tmp_path_factory):
-    """A tiny random VD-IT written by save_pretrained (its config names the tiny foundation)."""
-    from vdit.config import tiny_config
-    from vdit.models.vdit import VDIT
-    from vdit.testing import build_tiny_foundation
-
-    root = build_tiny_foundation(tmp_path_factory.mktemp("drivers_foundation"), seed=0)
-    torch.manual_seed(0)
-    model = VDIT.from_config(tiny_config(root))
-    return model.save_pretrained(tmp_path_factory.mktemp("drivers_weights") / "tiny")
-
-
-@pytest.fixture(scope="session")
-def drivers_model(drivers_weights):
+def drivers_model(tiny_weights):
     from vdit.models.vdit import VDIT
 
-    return VDIT.from_pretrained(drivers_weights).eval()
+    return VDIT.from_pretrained(tiny_weights).eval()
 
 
 @pytest.fixture
@@ -148,7 +135,7 @@ def fractions():
 @pytest.fixture(scope="session")
 def ytvos_root(tmp_path_factory):
     """Ref-YouTube-VOS layout, valid split with Annotations: 2 videos of 3 and 2 frames, 2 expressions each."""
-    from vdit.data.ytvos import write_ytvos_video
+    from vdit.data.ytvos_writer import write_ytvos_video
 
     root = tmp_path_factory.mktemp("ytvos")
     for k, (vid, t) in enumerate((("vid_a", 3), ("vid_b", 2))):

@@ -4,9 +4,9 @@ import json
 from vdit.cli.main import main
 
 
-def test_evaluate_ytvos_cli(ytvos_root, drivers_weights, tmp_path, capsys):
+def test_evaluate_ytvos_cli(ytvos_root, tiny_weights, tmp_path, capsys):
     out = tmp_path / "out"
-    rc = main(["evaluate", "--preset", "ytvos", "--weights", str(drivers_weights), "--data", str(ytvos_root),
+    rc = main(["evaluate", "--preset", "ytvos", "--weights", str(tiny_weights), "--data", str(ytvos_root),
                "--out", str(out), "--limit", "1", "--short-side", "64", "--device", "cpu", "--quiet"])
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -15,20 +15,20 @@ def test_evaluate_ytvos_cli(ytvos_root, drivers_weights, tmp_path, capsys):
     assert '"J&F"' in capsys.readouterr().out
 
 
-def test_evaluate_refcoco_cli(refcoco_root, drivers_weights, tmp_path):
+def test_evaluate_refcoco_cli(refcoco_root, tiny_weights, tmp_path):
     out = tmp_path / "out"
-    rc = main(["evaluate", "--preset", "refcoco", "--weights", str(drivers_weights), "--data", str(refcoco_root),
+    rc = main(["evaluate", "--preset", "refcoco", "--weights", str(tiny_weights), "--data", str(refcoco_root),
                "--out", str(out), "--short-side", "64", "--device", "cpu", "--quiet"])
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_samples"] == 3 and 0.0 <= metrics["overall_iou"] <= 1.0
 
 
-def test_evaluate_errors(ytvos_root, drivers_weights, tmp_path, capsys):
-    rc = main(["evaluate", "--preset", "ytvos", "--weights", str(drivers_weights), "--data", str(tmp_path / "none")])
+def test_evaluate_errors(ytvos_root, tiny_weights, tmp_path, capsys):
+    rc = main(["evaluate", "--preset", "ytvos", "--weights", str(tiny_weights), "--data", str(tmp_path / "none")])
     assert rc == 2 and "dataset folder not found" in capsys.readouterr().err
     rc = main(["evaluate", "--preset", "ytvos", "--weights", str(tmp_path / "no_weights"), "--data", str(ytvos_root)])
     assert rc == 2 and "no_weights" in capsys.readouterr().err
-    rc = main(["evaluate", "--preset", "davis", "--weights", str(drivers_weights), "--data", str(ytvos_root),
+    rc = main(["evaluate", "--preset", "davis", "--weights", str(tiny_weights), "--data", str(ytvos_root),
                "--out", str(tmp_path / "o"), "--device", "cpu"])
     assert rc == 2 and "DAVIS" in capsys.readouterr().err

@@ -66,7 +66,7 @@ def _assert_same_outputs(a: Path, b: Path) -> None:
 def three_videos(tmp_path_factory):
     """Ref-YouTube-VOS valid split with Annotations: 3 videos (3, 2, 2 frames of 64x96), a red box
     (object 1) and a green box (object 2) on noise, one expression about each."""
-    from vdit.data.ytvos import write_ytvos_video
+    from vdit.data.ytvos_writer import write_ytvos_video
 
     root = tmp_path_factory.mktemp("ytvos3")
     for k, (vid, t) in enumerate(VIDEOS):
@@ -89,10 +89,10 @@ def _cli_args(weights: Path, data: Path, out: Path, *extra: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def one_process(three_videos, drivers_weights, tmp_path_factory):
+def one_process(three_videos, tiny_weights, tmp_path_factory):
     """The reference: one process, through the CLI (the test session runs torch on one thread)."""
     out = tmp_path_factory.mktemp("one") / "out"
-    assert main(_cli_args(drivers_weights, three_videos, out)) == 0
+    assert main(_cli_args(tiny_weights, three_videos, out)) == 0
     return out
 
 
@@ -120,11 +120,12 @@ def _torchrun(script: Path, args: list[str], extra_env: dict[str, str]) -> subpr
                           timeout=SUBPROCESS_TIMEOUT_S)
 
 
-def test_torchrun_two_processes_write_the_files_of_one(three_videos, drivers_weights, one_process, tmp_path):
+@pytest.mark.slow
+def test_torchrun_two_processes_write_the_files_of_one(three_videos, tiny_weights, one_process, tmp_path):
     script = tmp_path / "spy_main.py"
     script.write_text(SPY_MAIN)
     out = tmp_path / "two"
-    proc = _torchrun(script, _cli_args(drivers_weights, three_videos, out), {"SPY_DIR": str(tmp_path)})
+    proc = _torchrun(script, _cli_args(tiny_weights, three_videos, out), {"SPY_DIR": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "(2 processes)" in proc.stdout and proc.stdout.count('"J&F"') == 1  # rank 0 alone reports
     # rank r segmented videos r, r + 2: vid_a (3 frames) and vid_c (2) / vid_b (2)
@@ -194,10 +195,10 @@ KILLED = textwrap.dedent("""
 """)
 
 
-def test_a_killed_run_resumes_to_the_files_of_an_uninterrupted_one(three_videos, drivers_weights, one_process,
+def test_a_killed_run_resumes_to_the_files_of_an_uninterrupted_one(three_videos, tiny_weights, one_process,
                                                                    tmp_path, monkeypatch):
     out = tmp_path / "out"
-    args = _cli_args(drivers_weights, three_videos, out)
+    args = _cli_args(tiny_weights, three_videos, out)
     proc = subprocess.run([sys.executable, "-c", KILLED, *args], cwd=REPO, env=_env(), capture_output=True,
                           text=True, timeout=SUBPROCESS_TIMEOUT_S)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
@@ -286,14 +287,14 @@ def test_ranks_deal_the_items_out():
     assert sorted(k for share in shares for k in share) == sorted(keys)
 
 
-def test_evaluate_draws_a_bar_on_a_terminal_only(ytvos_root, drivers_weights, tmp_path, capsys, monkeypatch):
+def test_evaluate_draws_a_bar_on_a_terminal_only(ytvos_root, tiny_weights, tmp_path, capsys, monkeypatch):
     import io
 
     class Terminal(io.StringIO):
         def isatty(self):
             return True
 
-    args = ["evaluate", "--preset", "ytvos", "--weights", str(drivers_weights), "--data", str(ytvos_root),
+    args = ["evaluate", "--preset", "ytvos", "--weights", str(tiny_weights), "--data", str(ytvos_root),
             "--short-side", "64", "--device", "cpu"]
     assert main(args + ["--out", str(tmp_path / "log")]) == 0
     assert capsys.readouterr().err == ""  # a log / CI: no progress at all

@@ -1,24 +1,10 @@
-"""Tiny random VD-IT built once per session for the inference tests (weights folder + loaded model)."""
+"""The tiny random VD-IT (tests/conftest.py's `tiny_weights`) loaded once per session, and synthetic videos."""
 import numpy as np
 import pytest
-import torch
 
 # Frames of the synthetic test videos: not a multiple of 16 (exercises padding and crop) and small
 # enough that the short side stays at the model minimum (64) after the resize.
 SYNTH_H, SYNTH_W = 72, 100
-
-
-@pytest.fixture(scope="session")
-def tiny_weights(tmp_path_factory):
-    """A weights folder written by VDIT.save_pretrained (its config names the tiny foundation)."""
-    from vdit.config import tiny_config
-    from vdit.models.vdit import VDIT
-    from vdit.testing import build_tiny_foundation
-
-    root = build_tiny_foundation(tmp_path_factory.mktemp("inference_foundation"), seed=0)
-    torch.manual_seed(0)
-    model = VDIT.from_config(tiny_config(root))
-    return model.save_pretrained(tmp_path_factory.mktemp("inference_weights") / "tiny")
 
 
 @pytest.fixture(scope="session")

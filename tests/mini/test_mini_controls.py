@@ -8,13 +8,6 @@ from vdit.config import apply_overrides, tiny_config
 from vdit.errors import ConfigError
 
 
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory):
-    from vdit.testing import build_tiny_foundation
-
-    return build_tiny_foundation(tmp_path_factory.mktemp("tiny_foundation_controls"), seed=0)
-
-
 def _frames(seed=0, t=2):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(1, t, 3, 64, 64, generator=g)

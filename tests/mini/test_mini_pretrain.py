@@ -6,6 +6,7 @@ import torch
 
 from vdit.errors import ConfigError
 from vdit.mini import pretrain as P
+from vdit.mini.pretrain.vae import _vae_batch
 
 
 def _state(model):
@@ -35,6 +36,7 @@ def test_train_clip_learns_shapes_and_is_deterministic(smoke_corpora, smoke_toke
     assert torch.allclose(text(ids).last_hidden_state, a.text_model(ids).last_hidden_state)
 
 
+@pytest.mark.slow
 def test_train_vae_sets_measured_scaling_factor(smoke_corpora, smoke_plan):
     train, valid = smoke_corpora
     records = []
@@ -53,7 +55,7 @@ def test_train_vae_sets_measured_scaling_factor(smoke_corpora, smoke_plan):
 
 def test_vae_batches_are_whole_mirrored_frames(smoke_corpora):
     train, _ = smoke_corpora
-    x = P._vae_batch(train, 64, torch.Generator().manual_seed(0))
+    x = _vae_batch(train, 64, torch.Generator().manual_seed(0))
     assert x.shape == (64, 3, 64, 64) and x.min() >= -1 and x.max() <= 1
     frames = P.frames_to_unit(train.frames.flatten(0, 1)) * 2 - 1
     as_is = [(f == frames).flatten(1).all(1).any().item() for f in x]
@@ -61,6 +63,7 @@ def test_vae_batches_are_whole_mirrored_frames(smoke_corpora):
     assert all(a or m for a, m in zip(as_is, mirrored)) and any(mirrored) and any(as_is)
 
 
+@pytest.mark.slow
 def test_train_t2v_unet_epsilon_training_with_eval(smoke_corpora, smoke_tokenizers, smoke_plan):
     train, valid = smoke_corpora
     tok = smoke_tokenizers[0]

@@ -2,14 +2,6 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def tiny_root(tmp_path_factory):
-    """Random tiny foundation models written once per session in the real layouts."""
-    from vdit.testing import build_tiny_foundation
-
-    return build_tiny_foundation(tmp_path_factory.mktemp("tiny_foundation"), seed=0)
-
-
-@pytest.fixture(scope="session")
 def tiny_foundation(tiny_root):
     from vdit.config import tiny_config
     from vdit.models.foundation import load_foundation

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from vdit.config import tiny_config
@@ -15,6 +16,7 @@ LR = 1e-3
 CLIP_MAX_NORM = 0.1  # the official gradient clipping
 
 
+@pytest.mark.slow
 def test_overfit_one_clip(tiny_root):
     torch.manual_seed(0)
     model = VDIT.from_config(tiny_config(tiny_root)).train()

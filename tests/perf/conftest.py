@@ -7,14 +7,6 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
-@pytest.fixture(scope="session")
-def tiny_root(tmp_path_factory):
-    """Random tiny foundation models written once per session in the real layouts."""
-    from vdit.testing import build_tiny_foundation
-
-    return build_tiny_foundation(tmp_path_factory.mktemp("tiny_foundation_perf"), seed=0)
-
-
 def load_bench(name: str):
     """Import bench/<name>.py (the benchmark scripts are not a package)."""
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")

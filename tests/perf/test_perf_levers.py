@@ -161,6 +161,7 @@ def _compiled_agreement(backend: str) -> tuple[float, float]:
     return float((m0 - m1).abs().max()), float((g0 - g1).abs().max() / g0.abs().max())
 
 
+@pytest.mark.slow
 def test_compile_unet_matches_eager_reference():
     """Dynamo traces every block (graph breaks allowed) and the results are the reference's."""
     mask_diff, grad_rel = _compiled_agreement("eager")

@@ -129,7 +129,7 @@ def find_video_dir(root: str | Path) -> Path:
 def sparse_train_indices(frame: int, num_frames: int, num_video_frames: int, rng: random.Random) -> list[int]:
     """The official A2D training clip: annotated frame, two local neighbours, T-3 global frames; sorted.
 
-    Gives the same indices as `vdit.data.ytvos.sample_clip_indices` (the Ref-YTVOS recipe) except, as the
+    Gives the same indices as `vdit.data.video_dataset.sample_clip_indices` (the Ref-YTVOS recipe) except, as the
     two official loaders do, for T = 2 (the frame *before* is kept here, the one after there) and for videos
     with fewer frames than the T - 3 global frames (repeated differently); so each keeps its own function.
     """

@@ -14,7 +14,7 @@
 Two families use these pieces and keep two deliberate differences (each pinned by its tests):
 
 - Resample budget: the list datasets (A2D, RefCOCO) make `MAX_RESAMPLE` draws in all; the video datasets
-  (`vdit.data.ytvos.RefVideoDataset`: Ref-YTVOS, Ref-DAVIS, MeViS, synthetic) make one draw plus
+  (`vdit.data.video_dataset.RefVideoDataset`: Ref-YTVOS, Ref-DAVIS, MeViS, synthetic) make one draw plus
   `max_resample` re-draws (default `MAX_RESAMPLE`).
 - `skip_bad`: a list dataset replaces a sample that fails to load by the *next* index, in train and eval,
   and drops samples with missing files at construction with one summary warning (not counted in

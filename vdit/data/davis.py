@@ -42,7 +42,9 @@ import numpy as np
 
 from vdit.data.png import write_index_png
 from vdit.data.transforms import ClipTransform
-from vdit.data.ytvos import ExpressionRecord, RefYTVOSDataset, write_jpeg
+from vdit.data.video_dataset import ExpressionRecord
+from vdit.data.ytvos import RefYTVOSDataset
+from vdit.data.ytvos_writer import write_jpeg
 from vdit.errors import ConfigError, DataError, InputError
 from vdit.fileio import read_json, write_json
 

@@ -23,10 +23,11 @@ import numpy as np
 from pycocotools import mask as coco_mask
 
 from vdit.data.transforms import ClipTransform
-from vdit.data.ytvos import (
-    DEFAULT_NUM_FRAMES, FRAME_EXT, ExpressionRecord, RefVideoDataset, VideoRecord,
-    parse_meta_expressions, update_videos_json, write_frame_jpegs,
+from vdit.data.video_dataset import (
+    DEFAULT_NUM_FRAMES, ExpressionRecord, RefVideoDataset, VideoRecord, parse_meta_expressions,
 )
+from vdit.data.ytvos import FRAME_EXT
+from vdit.data.ytvos_writer import update_videos_json, write_frame_jpegs
 from vdit.errors import DataError, InputError
 from vdit.fileio import read_json, write_json
 

@@ -39,8 +39,8 @@ from vdit.data.mevis import MASK_FILE, META_FILE, MeViSDataset
 from vdit.data.png import DAVIS_PALETTE, read_index_png, read_palette, write_index_png
 from vdit.data.transforms import normalize_text
 from vdit.data.video_io import read_image
-from vdit.data.ytvos import (FRAME_EXT, MASK_EXT, ExpressionRecord, RefVideoDataset, RefYTVOSDataset, VideoRecord,
-                             meta_expressions_path)
+from vdit.data.video_dataset import ExpressionRecord, RefVideoDataset, VideoRecord
+from vdit.data.ytvos import FRAME_EXT, MASK_EXT, RefYTVOSDataset, meta_expressions_path
 from vdit.errors import DataError, EvaluationError
 from vdit.evaluation.jf import expression_jf
 from vdit.evaluation.ytvos_submission import SUBMISSION_DIR

@@ -25,7 +25,8 @@ import torch
 from vdit.config import MINI_FRAME_SIZE
 from vdit.data.synthetic import (COLOURS, DIRECTIONS, INFO_FILE, RELATIONS, SHAPES, SIZES, benchmark_params,
                                  make_synthetic_benchmark)
-from vdit.data.ytvos import FRAME_EXT, meta_expressions_path, parse_meta_expressions
+from vdit.data.video_dataset import parse_meta_expressions
+from vdit.data.ytvos import FRAME_EXT, meta_expressions_path
 from vdit.errors import ConfigError, DataError
 from vdit.fileio import read_json
 

@@ -57,7 +57,8 @@ def text_localisation(model: Any, data_root: str | Path, split: str = "valid", v
 
     `model` is a VDIT; `through_prompt=False` feeds the T2V text encoder's tokens straight to the UNet (the
     frozen foundation alone), True passes them through the model's trainable prompt module first."""
-    from vdit.data.ytvos import FRAME_EXT, meta_expressions_path, parse_meta_expressions
+    from vdit.data.video_dataset import parse_meta_expressions
+    from vdit.data.ytvos import FRAME_EXT, meta_expressions_path
     from vdit.data.video_io import read_image
     from vdit.evaluation.masks_io import read_label_png
     from vdit.models.backbone.unet_features import unet_taps

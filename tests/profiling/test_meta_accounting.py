@@ -1,32 +1,29 @@
-"""bench/fullscale.py: the meta-device accounting (values, live storages, SDPA routing, autocast
-emulation) checked against real CPU runs, and the full-size FLOP count against the issue's figures."""
+"""vdit.profiling: the meta-device accounting (values, live storages, SDPA routing, autocast emulation)
+checked against real CPU runs."""
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-# Issue 6, counted with torch.utils.flop_counter at 368x640 (TFLOP per frame).
-ISSUE_VAE, ISSUE_CLIP, ISSUE_UNET, ISSUE_UNET_NO_TAIL = 1.00, 0.33, 1.17, 0.93
-FLOP_RTOL = 0.02
-
+from vdit.profiling import FixedMatcher, build_model, make_targets, meta_accounting, sdpa_cpu_flash, sdpa_efficient
 
 _STEPS: dict[tuple[str, bool], dict] = {}
 
 
-def _tracked_step(fs, device: str, grad_ckpt: bool) -> dict:
+def _tracked_step(device: str, grad_ckpt: bool) -> dict:
     """One tiny training step under the accounting; on CPU with real values, on meta without."""
     if (device, grad_ckpt) not in _STEPS:
-        _STEPS[device, grad_ckpt] = _run_tracked_step(fs, device, grad_ckpt)
+        _STEPS[device, grad_ckpt] = _run_tracked_step(device, grad_ckpt)
     return _STEPS[device, grad_ckpt]
 
 
-def _run_tracked_step(fs, device: str, grad_ckpt: bool) -> dict:
+def _run_tracked_step(device: str, grad_ckpt: bool) -> dict:
     from vdit.losses import SetCriterion
     from vdit.models.ops import ms_deform_attn as msda
 
-    model = fs.build_model("tiny", device, grad_ckpt=grad_ckpt).train()
-    model.matcher = fs.FixedMatcher()
+    model = build_model("tiny", device, grad_ckpt=grad_ckpt).train()
+    model.matcher = FixedMatcher()
     crit = SetCriterion(num_aux_layers=model.cfg.head.dec_layers - 1)
     t, h, w = 2, 64, 96
     # Both runs use the grid_sample deformable attention (meta cannot run the gather backward) and the
@@ -34,11 +31,11 @@ def _run_tracked_step(fs, device: str, grad_ckpt: bool) -> dict:
     old = msda.get_default_impl("cpu")
     msda.set_default_impl("grid_sample", "cpu")
     try:
-        with fs.meta_accounting(sdpa_kernel=fs.sdpa_cpu_flash if device == "meta" else None, device_type=device,
-                                deform_impl="grid_sample") as acc:
+        with meta_accounting(sdpa_kernel=sdpa_cpu_flash if device == "meta" else None, device_type=device,
+                             deform_impl="grid_sample") as acc:
             torch.manual_seed(0)
             frames = torch.randn(1, t, 3, h, w).to(device)
-            targets = fs.make_targets(1, t, h, w, device)
+            targets = make_targets(1, t, h, w, device)
             acc.memory.track(list(model.parameters()) + list(model.buffers()))
             base = acc.memory.current
             out = model(frames, ["the red circle"], targets=targets)
@@ -53,9 +50,9 @@ def _run_tracked_step(fs, device: str, grad_ckpt: bool) -> dict:
 
 
 @pytest.mark.parametrize("grad_ckpt", [False, True])
-def test_meta_accounting_matches_a_real_cpu_step(fullscale, grad_ckpt):
-    real = _tracked_step(fullscale, "cpu", grad_ckpt)
-    meta = _tracked_step(fullscale, "meta", grad_ckpt)
+def test_meta_accounting_matches_a_real_cpu_step(grad_ckpt):
+    real = _tracked_step("cpu", grad_ckpt)
+    meta = _tracked_step("meta", grad_ckpt)
     assert meta["flops"] == real["flops"] > 0
     assert meta["held"] == pytest.approx(real["held"], rel=0.01)
     assert meta["peak"] == pytest.approx(real["peak"], rel=0.01)
@@ -63,15 +60,15 @@ def test_meta_accounting_matches_a_real_cpu_step(fullscale, grad_ckpt):
     assert set(meta["unknown"]) <= {"box_ops.py:140"}
 
 
-def test_grad_ckpt_lowers_held_activations(fullscale):
-    plain = _tracked_step(fullscale, "meta", False)
-    ckpt = _tracked_step(fullscale, "meta", True)
+def test_grad_ckpt_lowers_held_activations():
+    plain = _tracked_step("meta", False)
+    ckpt = _tracked_step("meta", True)
     assert ckpt["held"] < 0.7 * plain["held"]
     assert ckpt["flops"] > plain["flops"]  # the UNet blocks run again in backward
 
 
-def test_meta_values_for_shapes_and_indices(fullscale):
-    with fullscale.meta_accounting(count_flops=False) as acc:
+def test_meta_values_for_shapes_and_indices():
+    with meta_accounting(count_flops=False) as acc:
         shapes = torch.as_tensor([[4, 6], [2, 3]], dtype=torch.long, device="meta")
         sizes = shapes.prod(1)
         starts = torch.cat((sizes.new_zeros(1), sizes.cumsum(0)[:-1]))
@@ -86,8 +83,8 @@ def test_meta_values_for_shapes_and_indices(fullscale):
         assert sum(acc.memory.unknown_reads.values()) == 1
 
 
-def test_live_storage_tracking_counts_views_once_and_frees(fullscale):
-    with fullscale.meta_accounting(count_flops=False) as acc:
+def test_live_storage_tracking_counts_views_once_and_frees():
+    with meta_accounting(count_flops=False) as acc:
         base = acc.memory.current
         x = torch.empty(1000, device="meta")
         view = x[10:]
@@ -99,10 +96,10 @@ def test_live_storage_tracking_counts_views_once_and_frees(fullscale):
         assert acc.memory.peak - base == 4000
 
 
-def test_autocast_emulation_follows_cuda_policy(fullscale):
+def test_autocast_emulation_follows_cuda_policy():
     lin = torch.nn.Linear(8, 8, device="meta")
     norm = torch.nn.LayerNorm(8, device="meta")
-    with fullscale.meta_accounting(autocast_dtype=torch.bfloat16, count_flops=False) as acc:
+    with meta_accounting(autocast_dtype=torch.bfloat16, count_flops=False) as acc:
         x = torch.empty(4, 8, device="meta")
         y = lin(x)
         assert y.dtype == torch.bfloat16  # linear: lower precision
@@ -114,11 +111,11 @@ def test_autocast_emulation_follows_cuda_policy(fullscale):
         assert lin(x).dtype == torch.bfloat16
 
 
-def test_sdpa_routing_saves_no_attention_matrix(fullscale):
+def test_sdpa_routing_saves_no_attention_matrix():
     q = torch.empty(1, 2, 512, 64, device="meta", requires_grad=True)
     held = {}
-    for name, kernel in (("math", None), ("efficient", fullscale.sdpa_efficient)):
-        with fullscale.meta_accounting(sdpa_kernel=kernel, count_flops=False) as acc:
+    for name, kernel in (("math", None), ("efficient", sdpa_efficient)):
+        with meta_accounting(sdpa_kernel=kernel, count_flops=False) as acc:
             base = acc.memory.current
             out = F.scaled_dot_product_attention(q, q, q)
             held[name] = acc.memory.current - base
@@ -127,35 +124,3 @@ def test_sdpa_routing_saves_no_attention_matrix(fullscale):
         q.grad = None
     assert held["math"] >= held["efficient"] + 2 * 512 * 512 * 4  # the [2, 512, 512] attention, saved
     assert held["efficient"] < 2 * 512 * 64 * 4 * 2
-
-
-def test_full_preset_flops_match_the_issue(fullscale):
-    """VAE encoder, CLIP-H, UNet with and without the tail per frame at 368x640 (2-frame clip: the
-    temporal layers' share per frame barely depends on the clip length)."""
-    f = fullscale.inference_flops("full", 2, fullscale.YTVOS_SIZE)["per_frame"]
-    assert f["vae_encoder"] == pytest.approx(ISSUE_VAE, rel=FLOP_RTOL)
-    assert f["clip_vision"] == pytest.approx(ISSUE_CLIP, rel=0.03)
-    assert f["unet"] == pytest.approx(ISSUE_UNET, rel=FLOP_RTOL)
-    assert f["unet_no_tail"] == pytest.approx(ISSUE_UNET_NO_TAIL, rel=FLOP_RTOL)
-    assert 0.03 < f["rest"] < 0.1  # prompt projection, noise, level projections, head
-
-
-def test_bench_script_runs_end_to_end_on_tiny(fullscale, capsys, monkeypatch):
-    # two memory-plan variants of five keep the test short: the fp32 baseline and the cheapest
-    variants = (fullscale.MEMORY_VARIANTS[0], fullscale.MEMORY_VARIANTS[-1])
-    monkeypatch.setattr(fullscale, "MEMORY_VARIANTS", variants)
-    res = fullscale.main(["--preset", "tiny", "--device", "cpu", "--frames", "2", "--size", "64", "96",
-                          "--sentences", "2", "--train-frames", "2", "--train-size", "64", "96",
-                          "--plan-frames", "2", "--plan-size", "64", "96", "--plan-train-frames", "2",
-                          "--plan-train-size", "64", "96", "--repeats", "1", "--warmup", "0"])
-    text = capsys.readouterr().out
-    for heading in ("FLOPs", "Memory plan", "Inference", "Training step"):
-        assert heading in text
-    assert len(res["memory"]) == len(variants)
-    plans = {p.name: p for p in res["memory"]}
-    bf16_ckpt = plans["bf16 frozen + fp32 trainable, bf16 autocast, grad ckpt"]
-    assert bf16_ckpt.peak_gb < plans["official: fp32 weights, fp32"].peak_gb
-    assert all(r["pairs_per_s"] > 0 and r["tflops"] > 0 for r in res["inference"])
-    shared = [r for r in res["inference"] if r["label"].startswith("shared + batched, bf16")]
-    assert all("masks differ" in r["agreement"] for r in shared)
-    assert len(res["training"]) == 5

@@ -134,36 +134,3 @@ def test_tiny_training_forward_and_loss_syncs(tiny_model):
     per_file = Counter(e.where.split(":")[0] for e in syncs.events)
     new = {f: n for f, n in per_file.items() if n > FORWARD_SYNCS_ELSEWHERE.get(f, 0)}
     assert not new, syncs.summary()  # fewer is fine: each one removed elsewhere lowers the count
-
-
-# What one predictor window (every sentence of a clip, tiny preset) still syncs (issue 16: no host syncs
-# inside a window): the official CLIP preprocessing's host round trip (the stock PIL processor runs on
-# the host; `backbone.clip_preprocess="fast"` has none), RoBERTa's padding check inside transformers
-# (its SDPA mask builder asks the device whether the attention mask is all ones; once per batch of
-# sentences, seen at text.py, the caller), and the window's one transfer of all its results. The model
-# itself reads nothing back (`check_values=False`: the frames come from 8-bit images).
-WINDOW_SYNCS = {"clip_image.py": 1, "text.py": 1, "postprocess.py": 1}
-
-
-def test_a_predictor_window_waits_once_for_its_results(engine_tiny_root):
-    import numpy as np
-
-    from vdit.config import tiny_config
-    from vdit.inference.predictor import VDITPredictor
-    from vdit.models.vdit import VDIT
-
-    torch.manual_seed(0)
-    model = VDIT.from_config(tiny_config(engine_tiny_root)).eval()
-    predictor = VDITPredictor(model=model, device="cpu", short_side=None)
-    rng = np.random.default_rng(0)
-    frames = list(rng.integers(0, 255, (3, 72, 100, 3), dtype=np.uint8))  # not a multiple of 16: padded
-    texts = ["the red circle", "a blue square moving left", "the green star", "the small one"]
-    next(predictor.iter_segment(frames, texts))  # warm-up: lazy initialisations
-    with SyncCounter() as syncs:
-        win = next(predictor.iter_segment(frames, texts, return_probs=True))
-    per_file = Counter(e.where.split(":")[0] for e in syncs.events)
-    new = {f: n for f, n in per_file.items() if n > WINDOW_SYNCS.get(f, 0)}
-    assert not new, syncs.summary()  # fewer is fine: each one removed elsewhere lowers the count
-    assert [e.kind for e in syncs.events if e.where.startswith("postprocess.py")] == [TRANSFER]
-    assert win.masks.shape == (4, 3, 72, 100) and win.probs.shape == (4, 3, 72, 100)
-    assert win.chosen_query.shape == (4,) and win.frame_scores.shape == (4, 3)

@@ -38,10 +38,6 @@ class EncodedVideo:
     sizes: torch.Tensor
     size: tuple[int, int]
 
-    @property
-    def num_frames(self) -> int:
-        return int(self.frames.shape[1])
-
 
 @dataclass
 class SegmentOutput:

@@ -3,6 +3,8 @@
     model = VDIT.from_config(cfg)                  # loads the frozen foundation models named in cfg
     out = model(frames, texts)                     # inference: best query per clip, masks M [B,T,H,W]
     out = model(frames, texts, targets=batch)      # training: per-layer matching, outputs for SetCriterion
+    video = model.encode_video(clip)               # one clip [T,3,H,W]: padded, its sentence-independent features
+    seg = model.segment(video, texts)              # every sentence on it: SegmentOutput (typed, one shape)
 
 Only the head's and the backbone's new modules are trainable (~30 M parameters at full scale); the
 foundation models are frozen (`requires_grad=False`, eval mode) but gradients flow through the UNet.

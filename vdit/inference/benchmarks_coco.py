@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from vdit.data.transforms import ClipTransform, Resize, build_transforms

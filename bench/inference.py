@@ -4,8 +4,8 @@ memory of windowed (streamed) inference on long videos.
 1. Throughput. One synthetic video (default 24 frames of 144x192, resized to short side 96, whole
    video as one clip), 1 and 4 referring expressions, three ways side by side in one run:
      none  - every sentence recomputes the CLIP image tokens and VAE latents (the baseline);
-     loop  - `backbone.encode_visual` once per window, then one forward per sentence;
-     batch - `encode_visual` once, all sentences in one forward (VisualFeatures expanded along B).
+     loop  - `VDIT.encode_video` once per window, then one `VDIT.segment` per sentence;
+     batch - `encode_video` once, all sentences in one `segment` (VisualFeatures expanded along B).
    Repeats are interleaved (so background load hits every mode alike); the table gives the median
    time, (frame, sentence) pairs per second and the speed-up over `none` at the same sentence count.
 

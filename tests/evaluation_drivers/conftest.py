@@ -3,9 +3,9 @@
 Every video shows a red box (object 1) and a green box (object 2) moving over a dark noisy background
 (64 x 96 frames, the model's minimum short side, so nothing is resized). Texts name the colour(s).
 
-`ColourOracle` stands in for VDIT with the same call signature and outputs: its mask logits mark the
-pixels of the colour(s) its text names. Query 0 gets that mask and the highest score, the other queries
-the complement with lower scores, so a driver that mixes up queries, frames, sizes or ids scores badly,
+`ColourOracle` stands in for VDIT with its inference verbs (`encode_video`, `segment`): its mask logits
+mark the pixels of the colour(s) its text names. Query 0 gets that mask and the highest score, the other
+queries the complement with lower scores, so a driver that mixes up queries, frames, sizes or ids scores badly,
 and a correct driver scores (close to) 1.
 """
 import numpy as np
@@ -37,18 +37,9 @@ def video_frames(t: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------------------------------- oracle
 
 
-class _OracleBackbone(nn.Module):
-    def encode_visual(self, frames):
-        from vdit.models.backbone.diffusion_backbone import VisualFeatures
-
-        b, t = frames.shape[:2]
-        z = frames.new_zeros((b, 1, t, 1, 1))
-        return VisualFeatures(clip_tokens=None, vae_tap=frames.new_zeros((b * t, 1, 1, 1)), latent_mean=z,
-                              latent_std=z, batch=b, frames=t)
-
-
 class ColourOracle(nn.Module):
-    """VDIT's interface; masks = pixels of the colours named in the text (see module doc)."""
+    """VDIT's inference verbs (`encode_video`, `segment`); masks = pixels of the colours named in the
+    text (see module doc). `calls` counts `segment` calls."""
 
     num_queries = 3
     query_logits = (3.0, 0.0, -1.0)
@@ -56,7 +47,6 @@ class ColourOracle(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.backbone = _OracleBackbone()
         self.anchor = nn.Parameter(torch.zeros(()))
         self.calls = 0
 
@@ -72,22 +62,39 @@ class ColourOracle(nn.Module):
             out |= (g > 0.5) & (r < 0.4) & (b < 0.4)
         return out
 
-    def forward(self, frames, texts, pad_mask=None, sizes=None, targets=None, valid_indices=None, visual=None,
-                mask_queries="best"):
+    def encode_video(self, frames, check_values=True):
+        """No visual features: the oracle reads the padded frames themselves in `segment`."""
+        from vdit.models.backbone.diffusion_backbone import VisualFeatures
+        from vdit.models.padding import pad_to_divisible
+        from vdit.models.segmentation import EncodedVideo
+
+        t, _, h, w = frames.shape
+        padded, pad = pad_to_divisible(frames[None])
+        z = frames.new_zeros((1, 1, t, 1, 1))
+        visual = VisualFeatures(clip_tokens=None, vae_tap=frames.new_zeros((t, 1, 1, 1)), latent_mean=z,
+                                latent_std=z, batch=1, frames=t)
+        return EncodedVideo(visual=visual, frames=padded, pad_mask=pad, sizes=torch.tensor([[h, w]]), size=(h, w))
+
+    def segment(self, video, texts, queries="best", valid_indices=None):
+        from vdit.models.segmentation import SegmentOutput
+
         self.calls += 1
-        b, t = frames.shape[:2]
+        frames = video.frames[0]
         if valid_indices is not None:
-            frames = torch.stack([frames[i, v] for i, v in enumerate(valid_indices)])
-            t = frames.shape[1]
-        masks = torch.stack([self._mask(frames[i].float(), texts[i]) for i in range(b)])  # [B,t,H,W]
+            frames = frames[list(valid_indices)]
+        s, t = len(texts), frames.shape[0]
+        masks = torch.stack([self._mask(frames.float(), text) for text in texts])  # [S,t,H,W]
         good = torch.where(masks, self.mask_logit, -self.mask_logit)
-        per_query = torch.stack([good] + [-good] * (self.num_queries - 1), dim=2)  # [B,t,Q,H,W]
-        logits = torch.tensor(self.query_logits).view(1, 1, -1, 1).expand(b, t, -1, 1)
-        scores = logits.sigmoid().mean(1).amax(-1)
+        per_query = torch.stack([good] + [-good] * (self.num_queries - 1), dim=2)  # [S,t,Q,H,W]
+        logits = torch.tensor(self.query_logits).view(1, 1, -1).expand(s, t, -1)
+        scores = logits.sigmoid().mean(1)
         best = scores.argmax(-1)
-        pred = per_query[torch.arange(b), :, best] if mask_queries == "best" else per_query
-        return {"pred_logits": logits, "pred_boxes": torch.zeros(b, t, self.num_queries, 4), "scores": scores,
-                "best_query": best, "pred_masks": pred, "pred_masks_low": per_query, "sizes": sizes}
+        if queries == "best":
+            mask_logits, index = per_query[torch.arange(s), :, best][:, :, None], best[:, None]
+        else:
+            mask_logits, index = per_query, torch.arange(self.num_queries).expand(s, -1)
+        return SegmentOutput(mask_logits=mask_logits, mask_queries=index, query_logits=logits, scores=scores,
+                             best_query=best, size=video.size)
 
 
 @pytest.fixture

@@ -222,14 +222,14 @@ class Boom(RuntimeError):
 
 
 def _dies_after(oracle, calls: int):
-    real = oracle.forward
+    real = oracle.segment
 
-    def forward(*args, **kw):
+    def segment(*args, **kw):
         if oracle.calls >= calls:
             raise Boom("the run dies")
         return real(*args, **kw)
 
-    oracle.forward = forward
+    oracle.segment = segment
     return oracle
 
 
@@ -246,7 +246,7 @@ def test_a_failed_run_keeps_its_finished_videos_and_the_next_resumes(ytvos_root,
     _assert_same_outputs(tmp_path / "whole", out)
 
 
-# (preset, forward calls of the first item(s), of the whole run): a Ref-DAVIS video is one call per
+# (preset, segment calls of the first item(s), of the whole run): a Ref-DAVIS video is one call per
 # annotation set, a RefCOCO sample one call.
 @pytest.mark.parametrize("preset, finished_calls, total_calls", [("davis", 4, 8), ("refcoco", 2, 3)])
 def test_other_drivers_resume(preset, finished_calls, total_calls, davis_root, refcoco_root, oracle, bench_options,

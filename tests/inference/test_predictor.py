@@ -7,8 +7,10 @@ import torch
 from PIL import Image
 
 from vdit.errors import InputError, ModelLoadError
-from vdit.inference.predictor import VDITPredictor, logits_to_original, pad_to_divisible
+from vdit.inference.postprocess import logits_to_probs
+from vdit.inference.predictor import VDITPredictor
 from vdit.inference.windows import iter_windows, window_bounds
+from vdit.models.padding import pad_to_divisible
 from vdit.models.vdit import WEIGHTS_NAME
 
 SHORT = 64  # the model's minimum side: keeps the tiny model fast
@@ -118,12 +120,12 @@ def test_iter_segment_reads_the_stream_one_window_at_a_time(tiny_model, make_fra
     assert [(w.start, w.end) for w in rest] == [(3, 6), (6, 7)] and len(pulled) == 7
 
 
-def test_logits_to_original_crops_padding_then_upsamples():
+def test_logits_to_probs_crops_padding_then_upsamples():
     logits = torch.full((2, 32, 48), -20.0)
     logits[:, :24, :40] = torch.linspace(-3, 3, 40)  # the unpadded 24 x 40 region
     logits[:, 24:, :] = 50.0  # padding must not leak into the result
     logits[:, :, 40:] = 50.0
-    probs = logits_to_original(logits, (24, 40), (48, 80))
+    probs = logits_to_probs(logits, (24, 40), (48, 80))
     expected = torch.nn.functional.interpolate(logits[:, None, :24, :40], size=(48, 80), mode="bilinear",
                                                align_corners=False)[:, 0].sigmoid()
     torch.testing.assert_close(probs, expected)
@@ -135,6 +137,61 @@ def test_pad_to_divisible_marks_padding():
     assert x.shape == (1, 2, 3, 32, 48) and mask.shape == (1, 2, 32, 48)
     assert not mask[..., :20, :33].any() and mask[..., 20:, :].all() and mask[..., :, 33:].all()
     assert x[..., 20:, :].abs().sum() == 0
+
+
+def test_pad_to_divisible_keeps_given_padding_and_pads_to_a_size():
+    frames, mask = torch.ones(2, 3, 20, 30), torch.zeros(2, 20, 30, dtype=torch.bool)
+    mask[:, :, 25:] = True  # a batch's padding, already there
+    x, out = pad_to_divisible(frames, 16, pad_mask=mask, size=(33, 30))
+    assert x.shape == (2, 3, 48, 32) and out.shape == (2, 48, 32)
+    assert out[:, :, 25:].all() and out[:, 20:].all() and not out[:, :20, :25].any()
+    same, unchanged = pad_to_divisible(torch.ones(1, 3, 32, 48))
+    assert same.shape == (1, 3, 32, 48) and not unchanged.any()
+    with pytest.raises(ValueError, match="smaller"):
+        pad_to_divisible(frames, 16, size=(10, 30))
+
+
+def test_the_verbs_give_the_forward_outputs(tiny_model, make_frames):
+    """encode_video + segment = forward on the padded clip, for every query or the best one."""
+    from vdit.models.inputs import frames_to_tensor
+
+    x = frames_to_tensor(make_frames(2))  # [T,3,72,100]
+    texts = TEXTS[:2]
+    xp, pad = pad_to_divisible(x[None])
+    with torch.inference_mode():
+        video = tiny_model.encode_video(x)
+        assert video.size == (72, 100) and torch.equal(video.frames, xp) and torch.equal(video.pad_mask, pad)
+        for queries in ("best", "all"):
+            out = tiny_model.segment(video, texts, queries=queries)
+            ref = tiny_model(xp.expand(2, -1, -1, -1, -1), texts, pad_mask=pad.expand(2, -1, -1, -1),
+                             mask_queries=queries, sizes=torch.tensor([[72, 100]] * 2))
+            q = ref["pred_logits"].shape[2]
+            k = 1 if queries == "best" else q
+            assert out.mask_logits.shape == (2, 2, k, 80, 112) and out.query_logits.shape == (2, 2, q)
+            torch.testing.assert_close(out.mask_logits.reshape(ref["pred_masks"].shape), ref["pred_masks"],
+                                       atol=0, rtol=0)
+            torch.testing.assert_close(out.scores, ref["scores"], atol=0, rtol=0)
+            expected = ref["best_query"][:, None] if queries == "best" else torch.arange(q).expand(2, q)
+            assert torch.equal(out.mask_queries, expected)
+            assert torch.equal(out.best_query, out.scores.argmax(-1))
+    with pytest.raises(InputError, match=r"\[T,3,H,W\]"):
+        tiny_model.encode_video(x[None])
+
+
+def test_to_host_brings_every_tensor_back_in_one_copy():
+    from vdit.engine.syncs import SyncCounter
+    from vdit.inference.postprocess import to_host
+
+    values = {"masks": torch.rand(2, 3, 5) > 0.5, "query": torch.arange(4).view(2, 2), "scores": torch.rand(2, 7),
+              "empty": torch.zeros(0, 3)}
+    with SyncCounter() as syncs:
+        host = to_host(values)
+    assert syncs.count == 1
+    for name, t in values.items():
+        assert host[name].dtype == t.numpy().dtype and host[name].shape == tuple(t.shape)
+        np.testing.assert_array_equal(host[name], t.numpy())
+    with pytest.raises(TypeError, match="bfloat16"):
+        to_host({"x": torch.zeros(2, dtype=torch.bfloat16)})
 
 
 def test_window_helpers():

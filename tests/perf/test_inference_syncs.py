@@ -26,13 +26,10 @@ FORWARD_SYNCS = {"text.py": 1}
 # With the defaults: + the frames' finiteness check (vdit.py, `check_values=True`) and the official CLIP
 # preprocessing's host round trip (clip_image.py: the PIL processor runs on the host, spec 2.3).
 FORWARD_SYNCS_DEFAULTS = {"text.py": 1, "vdit.py": 1, "clip_image.py": 1}
-# One predictor window of S sentences (vdit/inference/predictor.py, which calls the forward with the
-# defaults): the forward's, once per text batch, plus per sentence the chosen query (`int(...)`), the
-# thresholded masks, the frame scores and the query scores read back one by one (4 per sentence).
-PREDICTOR_SYNCS_PER_SENTENCE = 4
-MODEL_FILES = ("vdit.py", "diffusion_backbone.py", "clip_image.py", "deformable_transformer.py",
-               "ms_deform_attn.py", "dynamic_mask.py", "mask_optimiser.py", "unet_features.py",
-               "text_guided_projection.py", "noise.py")
+# One predictor window of S sentences, whatever S: the model call reads nothing back but the forward's
+# RoBERTa check (once per batch of sentences; the frames come from 8-bit images, so the predictor skips
+# their finiteness check), and the results reach the host in one transfer (vdit/inference/postprocess.py).
+PREDICTOR_WINDOW_SYNCS = {"text.py": 1, "postprocess.py": 1}
 
 
 def _where(event) -> str:
@@ -123,7 +120,6 @@ def test_deformable_transformer_reads_nothing_back(tiny_model):
 def test_deformable_attention_value_checks_are_the_only_reads():
     """`check_values=True` (the default for outside callers) reads spatial_shapes and level_start_index
     back (2 syncs) and still rejects a wrong layout; `check_values=False` reads nothing."""
-    from vdit.errors import InputError
     from vdit.models.ops.ms_deform_attn import MSDeformAttn
 
     attn = MSDeformAttn(d_model=32, n_levels=2, n_heads=4, n_points=2).eval()
@@ -137,7 +133,7 @@ def test_deformable_attention_value_checks_are_the_only_reads():
             a = attn(query, ref, value, shapes, start)
         with SyncCounter() as unchecked:
             b = attn(query, ref, value, shapes, start, check_values=False)
-        with pytest.raises(InputError, match="level_start_index"):
+        with pytest.raises(ValueError, match="level_start_index"):
             attn(query, ref, value, shapes, torch.tensor([0, 20]))
     assert checked.count == 2 and unchecked.count == 0
     assert torch.equal(a, b)
@@ -147,17 +143,11 @@ def test_predictor_window_syncs(tiny_model):
     from vdit.inference.predictor import VDITPredictor
 
     predictor = VDITPredictor(model=tiny_model, device="cpu", short_side=None)
-    frames = list((np.random.default_rng(0).random((2, 64, 96, 3)) * 255).astype(np.uint8))
-    texts = [TEXT, "the blue square"]
+    frames = list((np.random.default_rng(0).random((2, 72, 100, 3)) * 255).astype(np.uint8))  # padded to 80x112
+    texts = [TEXT, "the blue square", "the green star", "the small one"]
     list(predictor.iter_segment(frames, texts))  # warm-up
     with SyncCounter() as syncs:
-        (window,) = list(predictor.iter_segment(frames, texts))
-    assert window.masks.shape == (2, 2, 64, 96)
-    per_file = _per_file(syncs)
-    # Inside the model: what the forward makes with the defaults (one batch of two sentences; the fast
-    # CLIP preprocessing of this model: no clip_image.py round trip).
-    inside = {f: n for f, n in per_file.items() if f in MODEL_FILES or f == "text.py"}
-    assert inside == {"text.py": 1, "vdit.py": 1}, _describe(syncs)
-    # In the predictor (vdit/inference, not changed here): at most 4 per sentence.
-    assert per_file.get("predictor.py", 0) <= PREDICTOR_SYNCS_PER_SENTENCE * len(texts), _describe(syncs)
-    assert set(per_file) <= {"text.py", "vdit.py", "predictor.py"}, _describe(syncs)
+        (window,) = list(predictor.iter_segment(frames, texts, return_probs=True))
+    assert window.masks.shape == window.probs.shape == (4, 2, 72, 100)
+    assert _per_file(syncs) == PREDICTOR_WINDOW_SYNCS, _describe(syncs)
+    assert [e.kind for e in syncs.events if _where(e) == "postprocess.py"] == [TRANSFER]

@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from vdit.models.padding import pad_to_divisible
+
 
 @dataclass
 class ClipSample:
@@ -74,30 +76,24 @@ class ClipBatch:
 
 
 def collate_clips(samples: list[ClipSample], size_divisibility: int = 32) -> ClipBatch:
-    """Pad a list of samples with equal T into a ClipBatch (training pads to 32, eval to 16)."""
+    """Pad a list of samples with equal T into a ClipBatch (training pads to 32, eval to 16): frames and
+    target masks to the largest sample's size rounded up to `size_divisibility` (`pad_to_divisible`)."""
     if not samples:
         raise ValueError("collate_clips: empty batch")
     t = samples[0].frames.shape[0]
     if any(s.frames.shape[0] != t for s in samples):
         raise ValueError("collate_clips: all samples of a batch need the same number of frames")
-    h = max(s.frames.shape[-2] for s in samples)
-    w = max(s.frames.shape[-1] for s in samples)
-    if size_divisibility > 1:
-        h = -(-h // size_divisibility) * size_divisibility
-        w = -(-w // size_divisibility) * size_divisibility
-    b = len(samples)
-    frames = samples[0].frames.new_zeros((b, t, 3, h, w))
-    pad_mask = torch.ones((b, t, h, w), dtype=torch.bool)
-    masks = torch.zeros((b, t, h, w), dtype=torch.float32)
-    for i, s in enumerate(samples):
-        sh, sw = s.size
-        frames[i, :, :, :sh, :sw] = s.frames
-        pad_mask[i, :, :sh, :sw] = False
-        masks[i, :, :sh, :sw] = s.masks.float()
+    size = (max(s.frames.shape[-2] for s in samples), max(s.frames.shape[-1] for s in samples))
+    frames, pad_mask, masks = [], [], []
+    for s in samples:
+        f, m = pad_to_divisible(s.frames, size_divisibility, size=size)
+        frames.append(f)
+        pad_mask.append(m)
+        masks.append(pad_to_divisible(s.masks.float()[:, None], size_divisibility, size=size)[0][:, 0])
     return ClipBatch(
-        frames=frames,
-        pad_mask=pad_mask,
-        masks=masks,
+        frames=torch.stack(frames),
+        pad_mask=torch.stack(pad_mask),
+        masks=torch.stack(masks),
         boxes=torch.stack([s.boxes.float() for s in samples]),
         valid=torch.stack([s.valid.bool() for s in samples]),
         sizes=torch.tensor([s.size for s in samples], dtype=torch.long),

@@ -2,9 +2,11 @@
 
 A2D / JHMDB: a 5-frame window centred on the annotated frame (edge frames repeated), short side 360 (or
 the model config's `input_short_side`) and long side at most 640; the backbone sees the whole window,
-the head only the annotated frame (`valid_indices`), and every query goes through MSO. For each query the mask logits are cropped to the
-unpadded size, bilinearly upsampled to the original size and thresholded (sigmoid > 0.5), encoded as COCO
-RLE with the query's score (sigmoid of its logit). The predictions are scored against the COCO-format
+the head only the annotated frame (`valid_indices`), and every query goes through MSO. Each sample runs
+through `VDITPredictor.predict_clip` (the video drivers' predictor: same model verbs, same autocast, the
+post-processing of `vdit.inference.postprocess`): for each query the mask logits are cropped to the
+unpadded size, bilinearly upsampled to the original size and thresholded (sigmoid > 0.5), encoded as
+COCO RLE with the query's score (sigmoid of its logit). The predictions are scored against the COCO-format
 ground truth: mask mAP (COCOeval, useCats=0) and the top-1 overall IoU / mean IoU / P@K.
 
 RefCOCO/+/g: one image (T = 1), every query, same post-processing; the top-1 IoU figures (overall IoU
@@ -20,12 +22,10 @@ order one process writes) and scores.
 """
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from vdit.data.transforms import ClipTransform, Resize, build_transforms
@@ -34,7 +34,7 @@ from vdit.errors import EvaluationError
 from vdit.evaluation.masks_io import load_json
 from vdit.fileio import write_json
 from vdit.inference.benchmark_session import FRAME_MAX_SIZE, BenchmarkOptions, item_seed, limited, session_of
-from vdit.inference.predictor import logits_to_original, pad_to_divisible, resolve_device
+from vdit.inference.predictor import VDITPredictor
 
 A2D_SPLIT = "test"
 REFCOCO_SPLIT = "val"
@@ -59,26 +59,24 @@ def encode_rle(mask: np.ndarray) -> dict[str, Any]:
     return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
-@torch.inference_mode()
-def predict_sample(model: nn.Module, sample: ClipSample, device: torch.device, threshold: float,
-                   amp: bool = False) -> list[dict[str, Any]]:
+def frame_predictor(model: nn.Module, opts: BenchmarkOptions) -> VDITPredictor:
+    """The predictor of the frame protocols: the samples come resized by the dataset's transform (the
+    predictor resizes nothing), so its device, threshold and autocast are what matter (`amp=None` = off
+    here, see BenchmarkOptions)."""
+    return VDITPredictor(model=model, device=opts.device, short_side=None, max_size=None, threshold=opts.threshold,
+                         amp=bool(opts.amp))
+
+
+def predict_sample(predictor: VDITPredictor, sample: ClipSample) -> list[dict[str, Any]]:
     """One prediction per query for the sample's annotated frame: {image_id, category_id, RLE, score}."""
-    x = sample.frames[None].to(device)
-    xp, pad = pad_to_divisible(x)
-    sizes = torch.tensor([sample.size], dtype=torch.long, device=device)
-    valid = [list(sample.valid_indices)] if sample.valid_indices is not None else None
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    ctx = torch.autocast(device_type=device.type, dtype=dtype) if amp else contextlib.nullcontext()
-    with ctx:
-        out = model(xp, [sample.text], pad_mask=pad, sizes=sizes, valid_indices=valid, mask_queries="all")
-    # The head ran on the annotated frame only (A2D/JHMDB) or on the single image (RefCOCO): t = 1.
-    logits = out["pred_masks"][0, 0]  # [Q, Hp, Wp]
-    scores = out["pred_logits"][0, 0, :, 0].float().sigmoid().cpu()
-    probs = logits_to_original(logits, sample.size, tuple(sample.orig_size))  # [Q, H0, W0]
-    masks = (probs > threshold).cpu().numpy()
+    valid = list(sample.valid_indices) if sample.valid_indices is not None else None
+    # The head runs on the annotated frame only (A2D/JHMDB) or on the single image (RefCOCO): t = 1.
+    # The frames come from 8-bit images: finite, no check on the device.
+    res = predictor.predict_clip(sample.frames, [sample.text], tuple(sample.orig_size), queries="all",
+                                 valid_indices=valid, check_values=False)
     image_id = sample.meta["image_id"]
     return [{"image_id": image_id, "category_id": CATEGORY_ID, "segmentation": encode_rle(m), "score": float(s)}
-            for m, s in zip(masks, scores.tolist())]
+            for m, s in zip(res.masks[0, 0], res.frame_scores[0, 0])]
 
 
 def sample_key(index: int) -> str:
@@ -90,8 +88,7 @@ def predict_dataset(model: nn.Module, dataset, opts: BenchmarkOptions, benchmark
                     ) -> list[dict[str, Any]] | None:
     """Predictions of the (first `limit`) samples: this rank predicts its share (skipping the samples an
     interrupted run finished); rank 0 returns every sample's, in sample order, the other ranks None."""
-    device = resolve_device(opts.device)
-    model = model.to(device).eval()
+    predictor = frame_predictor(model, opts)
     indices = limited(range(len(dataset)), opts.limit)
     if not indices:
         raise EvaluationError("the dataset has no samples to evaluate")
@@ -102,8 +99,8 @@ def predict_dataset(model: nn.Module, dataset, opts: BenchmarkOptions, benchmark
     todo = [i for i in mine if session.finished(sample_key(i)) is None]
     opts.begin(len(mine), "sample", done=len(mine) - len(todo))
     for n, i in enumerate(todo, start=1):
-        with item_seed(sample_key(i), device):
-            predictions = predict_sample(model, dataset[i], device, opts.threshold, amp=bool(opts.amp))
+        with item_seed(sample_key(i), predictor.device):
+            predictions = predict_sample(predictor, dataset[i])
         session.save(sample_key(i), {"predictions": predictions})
         opts.note(f"[{n}/{len(todo)}] sample {i}")
     records = session.collect(keys)

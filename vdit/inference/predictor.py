@@ -8,20 +8,23 @@
         ...                                                     # win.masks [S, t, H0, W0]
 
 Per window (spec 6.1 / 6.2): every frame is resized (short side 360, long side at most 640) and
-ImageNet-normalised, padded to a multiple of 16; the model picks the query with the highest mean score
-over the window's frames; its mask logits are cropped to the unpadded size, bilinearly upsampled to the
-original resolution and thresholded (`sigmoid > 0.5`).
+ImageNet-normalised; the model (`VDIT.encode_video`) pads the clip to a multiple of 16 and computes its
+visual features, and `VDIT.segment` picks, per sentence, the query with the highest mean score over
+the window's frames; its mask logits are cropped to the unpadded size, bilinearly upsampled to the
+original resolution and thresholded (`sigmoid > 0.5`, `vdit.inference.postprocess`), on the model's
+device for all sentences at once; the results reach the host in one transfer per window.
 
 `window=None` runs the whole video as one clip (the Ref-YouTube-VOS protocol); `window=36` is the
 Ref-DAVIS17 protocol (consecutive clips of 36 frames, query chosen per clip).
 
-The text-independent backbone work (CLIP image tokens, VAE tap and latents: `backbone.encode_visual`)
-is computed once per window and shared by all sentences (`sharing="batch"`: the sentences run as one
-batch; `"loop"`: one forward per sentence on the shared features; `"none"`: recompute per sentence).
+The text-independent backbone work (CLIP image tokens, VAE tap and latents: `VDIT.encode_video`) is
+computed once per window and shared by all sentences (`sharing="batch"`: the sentences run as one
+batch of `VDIT.segment`; `"loop"`: one `segment` call per sentence on the shared features; `"none"`:
+recompute per sentence). The frame benchmarks (`benchmarks_coco`) run their samples through the same
+predictor (`predict_clip`).
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +36,13 @@ import torch.nn.functional as F
 
 from vdit.data.transforms import EVAL_MAX_SIZE, EVAL_SHORT_SIDE, resized_hw
 from vdit.errors import InputError, ModelLoadError
+from vdit.inference.postprocess import ClipMasks, postprocess
 from vdit.inference.windows import as_frame_iterable, check_window, iter_windows
-from vdit.models.backbone.diffusion_backbone import MIN_SIDE, VisualFeatures
+from vdit.models.backbone.diffusion_backbone import MIN_SIDE
 from vdit.models.head.text import check_texts
 from vdit.models.inputs import frames_to_tensor
-from vdit.models.vdit import INPUT_SIZE_DIVISIBILITY, VDIT, WEIGHTS_NAME
+from vdit.models.segmentation import SegmentOutput
+from vdit.models.vdit import VDIT, WEIGHTS_NAME
 
 # Spec 6.1: `sigmoid > 0.5` (`--threshold`).
 DEFAULT_THRESHOLD = 0.5
@@ -230,45 +235,6 @@ def normalize_texts(texts: str | Sequence[str]) -> list[str]:
     return check_texts(list(texts), len(texts))
 
 
-def pad_to_divisible(x: torch.Tensor, divisor: int = INPUT_SIZE_DIVISIBILITY) -> tuple[torch.Tensor, torch.Tensor]:
-    """x [B,T,3,h,w] -> zero-padded to multiples of `divisor` (bottom/right) and the pad mask
-    [B,T,H,W] (True = padding), exactly as the model pads internally."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % divisor, (-w) % divisor
-    mask = torch.zeros((*x.shape[:2], h + ph, w + pw), dtype=torch.bool, device=x.device)
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph))
-        mask[..., h:, :] = True
-        mask[..., :, w:] = True
-    return x, mask
-
-
-def expand_visual(vis: VisualFeatures, n: int) -> VisualFeatures:
-    """The features of one clip repeated for `n` sentences (batch-major, as the backbone expects)."""
-    if vis.batch != 1:
-        raise ValueError(f"expand_visual expects the features of one clip, got batch {vis.batch}")
-    if n == 1:
-        return vis
-    return dataclasses.replace(
-        vis,
-        clip_tokens=None if vis.clip_tokens is None else vis.clip_tokens.repeat(n, *([1] * (vis.clip_tokens.dim() - 1))),
-        vae_tap=vis.vae_tap.repeat(n, 1, 1, 1),
-        latent_mean=vis.latent_mean.expand(n, *vis.latent_mean.shape[1:]),
-        latent_std=vis.latent_std.expand(n, *vis.latent_std.shape[1:]),
-        batch=n,
-    )
-
-
-def logits_to_original(logits: torch.Tensor, size: tuple[int, int], original: tuple[int, int]) -> torch.Tensor:
-    """Mask logits [t, Hp, Wp] at the padded input size -> probabilities [t, H0, W0]: crop the padding to
-    the unpadded `size`, bilinearly upsample to the `original` size, sigmoid (spec 6.1)."""
-    h, w = size
-    x = logits[:, None, :h, :w].float()
-    if (h, w) != tuple(original):
-        x = F.interpolate(x, size=tuple(original), mode="bilinear", align_corners=False)
-    return x[:, 0].sigmoid()
-
-
 # ---------------------------------------------------------------------------------------------- predictor
 
 
@@ -402,37 +368,33 @@ class VDITPredictor:
         dtype = self.amp_dtype or (torch.float16 if self.device.type == "cuda" else torch.bfloat16)
         return torch.autocast(device_type=self.device.type, dtype=dtype, enabled=self.amp)
 
+    def predict_clip(self, frames: torch.Tensor, texts: list[str], original: tuple[int, int],
+                     queries: str = "best", valid_indices: list[int] | None = None, return_probs: bool = False,
+                     check_values: bool = True) -> ClipMasks:
+        """One clip, every sentence: frames [t,3,h,w] ImageNet-normalised at the model's input size (on
+        any device), `original` = (H0, W0) the masks are returned at. The visual work is shared by the
+        sentences as `sharing` says, the head runs on up to `max_text_batch` sentences at a time, the
+        post-processing (`vdit.inference.postprocess`) on all of them at once, and the host waits for
+        the device once, for the results. `queries` and `valid_indices` as `VDIT.segment`;
+        `check_values=False` for frames finite by construction (made from 8-bit images)."""
+        texts = normalize_texts(texts)
+        x = frames.to(self.device)
+        group = self.max_text_batch if self.sharing == "batch" else 1
+        with torch.inference_mode(), self._autocast():
+            shared = self.model.encode_video(x, check_values) if self.sharing != "none" else None
+            parts = []
+            for i in range(0, len(texts), group):
+                video = shared if shared is not None else self.model.encode_video(x, check_values)
+                chunk = texts[i:i + group]
+                parts.append(self.model.segment(video, chunk, queries=queries, valid_indices=valid_indices))
+            return postprocess(SegmentOutput.cat(parts), original, self.threshold, return_probs)
+
     def _segment_window(self, index: int, start: int, x: torch.Tensor, original: tuple[int, int],
                         texts: list[str], return_probs: bool) -> WindowResult:
-        t = x.shape[1]
-        size = tuple(x.shape[-2:])
-        xp, pad = pad_to_divisible(x)
-        sizes = torch.tensor([size], dtype=torch.long, device=self.device)
-        outs: list[dict[str, torch.Tensor]] = []
-        with torch.inference_mode(), self._autocast():
-            vis = self.model.backbone.encode_visual(xp) if self.sharing != "none" else None
-            group = self.max_text_batch if self.sharing == "batch" else 1
-            for i in range(0, len(texts), group):
-                chunk = texts[i:i + group]
-                n = len(chunk)
-                out = self.model(xp.expand(n, *xp.shape[1:]), chunk, pad_mask=pad.expand(n, *pad.shape[1:]),
-                                 sizes=sizes.expand(n, 2), visual=None if vis is None else expand_visual(vis, n))
-                outs.append({k: out[k] for k in ("pred_masks", "pred_logits", "best_query", "scores")})
-            masks, probs_all, best, frame_scores, query_scores = [], [], [], [], []
-            for out in outs:
-                for b in range(out["pred_masks"].shape[0]):
-                    q = int(out["best_query"][b])
-                    probs = logits_to_original(out["pred_masks"][b], size, original)
-                    masks.append((probs > self.threshold).cpu().numpy())
-                    if return_probs:
-                        probs_all.append(probs.cpu().numpy().astype(np.float32))
-                    best.append(q)
-                    frame_scores.append(out["pred_logits"][b, :, q, 0].float().sigmoid().cpu().numpy())
-                    query_scores.append(out["scores"][b].float().cpu().numpy())
+        # the frames come from 8-bit images (`preprocess`): finite, no need to check on the device
+        res = self.predict_clip(x[0], texts, original, return_probs=return_probs, check_values=False)
         return WindowResult(
-            index=index, start=start, end=start + t, texts=list(texts),
-            masks=np.stack(masks), chosen_query=np.asarray(best, dtype=np.int64),
-            frame_scores=np.stack(frame_scores).astype(np.float32),
-            query_scores=np.stack(query_scores).astype(np.float32),
-            probs=np.stack(probs_all) if return_probs else None,
+            index=index, start=start, end=start + x.shape[1], texts=list(texts),
+            masks=res.masks[:, :, 0], chosen_query=res.mask_queries[:, 0], frame_scores=res.frame_scores[:, :, 0],
+            query_scores=res.query_scores, probs=None if res.probs is None else res.probs[:, :, 0],
         )

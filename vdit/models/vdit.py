@@ -3,6 +3,8 @@
     model = VDIT.from_config(cfg)                  # loads the frozen foundation models named in cfg
     out = model(frames, texts)                     # inference: best query per clip, masks M [B,T,H,W]
     out = model(frames, texts, targets=batch)      # training: per-layer matching, outputs for SetCriterion
+    video = model.encode_video(clip)               # one clip [T,3,H,W]: padded, its sentence-independent features
+    seg = model.segment(video, texts)              # every sentence on it: SegmentOutput (typed, one shape)
 
 Only the head's and the backbone's new modules are trainable (~30 M parameters at full scale); the
 foundation models are frozen (`requires_grad=False`, eval mode) but gradients flow through the UNet.
@@ -35,13 +37,14 @@ from vdit.models.head.position_encoding import PositionEmbeddingSine1D, Position
 from vdit.models.head.queries import TextInstanceQueries
 from vdit.models.head.text import FeatureResizer, TextEncoder, check_texts
 from vdit.models.ops.cpu_kernels import cpu_inference_kernels
+from vdit.models.padding import INPUT_SIZE_DIVISIBILITY, pad_to_divisible
+from vdit.models.segmentation import QUERY_MODES, EncodedVideo, SegmentOutput, expand_visual
 
 if TYPE_CHECKING:
     from vdit.models.model_card import ModelCardInfo
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
-INPUT_SIZE_DIVISIBILITY = 16  # eval pads to 16 inside the model (training batches come padded to 32)
 # What a `text_blind` model reads instead of every input text: the empty caption (the tokenizers turn it
 # into their start/end tokens only). User input is still checked (an empty user text is an InputError);
 # only this deliberate control bypasses the check.
@@ -333,6 +336,50 @@ class VDIT(nn.Module):
             raise ValueError(f"mask_queries must be 'best' or 'all', got {mask_queries!r}")
         return out
 
+    # ------------------------------------------------------------------ inference verbs
+
+    def encode_video(self, frames: torch.Tensor, check_values: bool = True) -> EncodedVideo:
+        """frames [T,3,h,w] ImageNet-normalised, one clip -> the clip padded to the model's divisibility
+        (`vdit.models.padding`) and its text-independent backbone features, computed once and shared by
+        every sentence `segment` runs on it. `check_values=False` skips the frames' finiteness check
+        (a host read; for frames finite by construction, e.g. made from 8-bit images)."""
+        if not isinstance(frames, torch.Tensor) or frames.dim() != 4:
+            shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
+            raise InputError(f"frames must be one clip, a [T,3,H,W] tensor, got {shape}")
+        frames, pad_mask, sizes = self._check_inputs(frames[None], None, None, None, check_values)
+        h, w = frames.shape[-2:]
+        frames, pad_mask = pad_to_divisible(frames, INPUT_SIZE_DIVISIBILITY, pad_mask=pad_mask)
+        return EncodedVideo(visual=self.backbone.encode_visual(frames), frames=frames, pad_mask=pad_mask,
+                            sizes=sizes, size=(int(h), int(w)))
+
+    def segment(self, video: EncodedVideo, texts: list[str], queries: str = "best",
+                valid_indices: list[int] | None = None) -> SegmentOutput:
+        """The head for every sentence of `texts` on one encoded clip, as one batch (memory grows with
+        the number of sentences; split them to bound it, `SegmentOutput.cat` joins the parts).
+        `queries`: "best" refines the mask of the query with the highest mean score per sentence,
+        "all" every query's. `valid_indices`: run the head on these frames of the clip only (A2D/JHMDB:
+        the annotated frame). Nothing is read back to the host here."""
+        if queries not in QUERY_MODES:
+            raise ValueError(f"queries must be one of {QUERY_MODES}, got {queries!r}")
+        n = len(texts)
+        out = self(video.frames.expand(n, *video.frames.shape[1:]), list(texts),
+                   pad_mask=video.pad_mask.expand(n, *video.pad_mask.shape[1:]), sizes=video.sizes.expand(n, 2),
+                   valid_indices=None if valid_indices is None else [list(valid_indices)] * n,
+                   visual=expand_visual(video.visual, n), mask_queries=queries, check_values=False)
+        return self._segment_output(out, queries, video.size)
+
+    @staticmethod
+    def _segment_output(out: dict[str, Any], queries: str, size: tuple[int, int]) -> SegmentOutput:
+        """forward's inference outputs -> SegmentOutput (one mask shape whatever `queries`)."""
+        best = out["best_query"]
+        if queries == "best":
+            masks, index = out["pred_masks"][:, :, None], best[:, None]
+        else:
+            masks = out["pred_masks"]
+            index = torch.arange(masks.shape[2], device=best.device).expand(best.shape[0], -1)
+        return SegmentOutput(mask_logits=masks, mask_queries=index, query_logits=out["pred_logits"][..., 0],
+                             scores=out["scores"], best_query=best, size=size)
+
     # ------------------------------------------------------------------ input handling
 
     def _check_inputs(self, frames, texts, pad_mask, sizes, check_values=True):
@@ -361,17 +408,12 @@ class VDIT(nn.Module):
 
     @staticmethod
     def _pad_to_divisible(frames, pad_mask, targets):
-        h, w = frames.shape[-2:]
-        d = INPUT_SIZE_DIVISIBILITY
-        ph, pw = (-h) % d, (-w) % d
-        if ph == 0 and pw == 0:
-            return frames, pad_mask, targets
-        frames = F.pad(frames, (0, pw, 0, ph))
-        pad_mask = F.pad(pad_mask, (0, pw, 0, ph), value=True)
-        if targets is not None:
-            targets = SimpleNamespace(masks=F.pad(targets.masks.float(), (0, pw, 0, ph)), boxes=targets.boxes,
-                                      valid=targets.valid, valid_indices=getattr(targets, "valid_indices", None))
-        return frames, pad_mask, targets
+        padded, pad_mask = pad_to_divisible(frames, INPUT_SIZE_DIVISIBILITY, pad_mask=pad_mask)
+        if targets is not None and padded is not frames:
+            masks = pad_to_divisible(targets.masks.float()[:, :, None], INPUT_SIZE_DIVISIBILITY)[0][:, :, 0]
+            targets = SimpleNamespace(masks=masks, boxes=targets.boxes, valid=targets.valid,
+                                      valid_indices=getattr(targets, "valid_indices", None))
+        return padded, pad_mask, targets
 
     @staticmethod
     def _frame_index(valid_indices: list[list[int]], b: int, t: int, device) -> torch.Tensor:

@@ -285,7 +285,7 @@ def _free(device: torch.device) -> None:
 def time_inference(args, device: torch.device) -> list[dict]:
     """One video, `sentences` sentences, whole video as one clip, through VDITPredictor."""
     from vdit.inference.predictor import VDITPredictor
-    from vdit.models.ops.ms_deform_attn import available_impls, set_default_impl
+    from vdit.models.ops.ms_deform_attn import available_impls, get_default_impl, set_default_impl
 
     t, (h, w), s = args.frames, tuple(args.size), args.sentences
     texts = list(TEXTS[:s])
@@ -294,6 +294,9 @@ def time_inference(args, device: torch.device) -> list[dict]:
     rows = []
     probs: dict[str, Any] = {}
     flops = inference_flops(args.preset, t, (h + (-h) % 16, w + (-w) % 16))["per_frame"]
+    # Rows without a named deformable-attention implementation use this device's default (on CUDA the
+    # fused Triton kernel where triton is installed: the official code's is a fused CUDA kernel too).
+    default_impl = get_default_impl(device.type)
     ours = ("shared + batched, bf16 frozen + bf16 autocast", torch.bfloat16, torch.bfloat16, "batch", None, None)
     configs = [
         # label, frozen dtype, amp dtype, sharing, what to compile, deformable-attention impl
@@ -302,12 +305,12 @@ def time_inference(args, device: torch.device) -> list[dict]:
         ("shared + batched, bf16 autocast", None, torch.bfloat16, "batch", None, None),
         ours,
     ]
-    if "triton" in available_impls() and device.type == "cuda":  # issue 16's fused kernel
-        configs.append(("  + fused Triton deformable attention", *ours[1:5], "triton"))
+    if default_impl != "gather":  # the same row with the pure-PyTorch kernel, the default before issue 16
+        configs.insert(3, (f"{ours[0]}, gather", *ours[1:5], "gather"))
     if args.compile:
-        impl = configs[-1][5]
-        configs.append(("  + torch.compile(VAE encoder)", *ours[1:4], "vae", impl))
-        configs.append(("  + torch.compile(UNet blocks)", *ours[1:4], "vae+unet", impl))
+        configs.append(("  + torch.compile(VAE encoder)", *ours[1:4], "vae", None))
+    if args.compile_unet:
+        configs.append(("  + torch.compile(UNet blocks)", *ours[1:4], "vae+unet", None))
     built: tuple[Any, Any] | None = None
     for label, frozen_dtype, amp_dtype, sharing, compile_what, impl in configs:
         if built is None or built[0] != frozen_dtype:
@@ -315,7 +318,7 @@ def time_inference(args, device: torch.device) -> list[dict]:
             _free(device)
             built = (frozen_dtype, build_model(args.preset, device, frozen_dtype=frozen_dtype).eval())
         model = built[1]
-        set_default_impl(impl or "gather", device_type=device.type)
+        set_default_impl(impl or default_impl, device_type=device.type)
         if compile_what and "vae" in compile_what and not getattr(model, "_bench_vae_compiled", False):
             model.backbone.compile_vae_encoder()
             model._bench_vae_compiled = True
@@ -338,7 +341,7 @@ def time_inference(args, device: torch.device) -> list[dict]:
         if amp_dtype is not None and "fp32" in probs:
             row["agreement"] = _mask_agreement(probs["fp32"], probs[key], args.threshold_margin)
         rows.append(row)
-    set_default_impl("gather", device_type=device.type)
+    set_default_impl(default_impl, device_type=device.type)
     del built
     _free(device)
     print(f"\n== Inference ({args.preset} preset, {device.type}): one video of {t} frames {h}x{w} "
@@ -580,9 +583,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--compile-unet", action="store_true",
+                    help="also time torch.compile of the UNet blocks at inference (minutes of compilation)")
     ap.add_argument("--compile", action="store_true",
-                    help="also time torch.compile of the VAE encoder, then also of the UNet blocks (inference), and of "
-                         "the head + loss (training)")
+                    help="also time torch.compile of the VAE encoder (inference) and of the head + loss (training)")
     ap.add_argument("--levers", action="store_true",
                     help="add the issue-17 levers row to the training timings on CPU too (always there on CUDA)")
     ap.add_argument("--ytvos-root", default=None,

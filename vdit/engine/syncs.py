@@ -16,7 +16,8 @@ Two levels see them: a `TorchDispatchMode` (aten ops: `_local_scalar_dense`, `it
 cross-device copies, data-dependent ops) and a `TorchFunctionMode` for the Python-level host reads that
 never reach the dispatcher on CPU (`tolist`, `numpy`, `cpu()` of a CPU tensor). On a CPU-only machine
 every tensor counts as device memory, so the count is what an accelerator run of the same code would
-sync, with two blind spots there: `x.to(device)` cannot tell an upload from a no-op, so host-to-device
+sync (on a CUDA machine CPU tensors are host data: `SyncCounter(cpu_is_device=...)`), with two blind
+spots there: `x.to(device)` cannot tell an upload from a no-op, so host-to-device
 uploads (and `.to("cpu")`) are only counted on an accelerator. A collective
 (`torch.distributed.all_reduce`) is not a sync and is not counted.
 """
@@ -139,7 +140,7 @@ class _Functions(TorchFunctionMode):
         if func in _HOST_READ_METHODS or func is torch.Tensor.cpu:
             src = args[0] if args and isinstance(args[0], torch.Tensor) else None
             # Reads of tensors on an accelerator are seen by the dispatch level (their copy to the host).
-            if src is not None and src.device.type == "cpu" and not c.is_host_copy(src):
+            if src is not None and src.device.type == "cpu" and c.cpu_is_device and not c.is_host_copy(src):
                 if func is torch.Tensor.cpu:
                     c.add(TRANSFER, "Tensor.cpu")
                     if out is src:  # on a CPU-only machine `cpu()` returns its input; an accelerator copies
@@ -154,7 +155,11 @@ class SyncCounter:
     """Context manager counting host-device syncs (see the module docstring). `count` and `events`
     afterwards; `summary()` groups them by kind and source line."""
 
-    def __init__(self) -> None:
+    def __init__(self, cpu_is_device: bool | None = None) -> None:
+        """`cpu_is_device`: count host reads of CPU tensors as device reads (what a CPU-only machine needs
+        to stand in for an accelerator); default: only where no CUDA device is present (there, CPU tensors
+        are host data, e.g. the user's frames, and device reads are seen as copies)."""
+        self.cpu_is_device = (not torch.cuda.is_available()) if cpu_is_device is None else cpu_is_device
         self.events: list[SyncEvent] = []
         self._host_copies = WeakIdKeyDictionary()
         self._modes: tuple[TorchFunctionMode, TorchDispatchMode] | None = None

@@ -40,7 +40,7 @@ from vdit.inference.postprocess import ClipMasks, postprocess
 from vdit.inference.windows import as_frame_iterable, check_window, iter_windows
 from vdit.models.backbone.diffusion_backbone import MIN_SIDE
 from vdit.models.head.text import check_texts
-from vdit.models.inputs import frames_to_tensor
+from vdit.models.inputs import frame_to_uint8, normalize_uint8
 from vdit.models.segmentation import SegmentOutput
 from vdit.models.vdit import VDIT, WEIGHTS_NAME
 
@@ -319,13 +319,17 @@ class VDITPredictor:
         """Frames of one window -> ([1, t, 3, h, w] normalised, resized, on the device; original (H0, W0)).
 
         Frames are converted one at a time, so a full-resolution float copy of the whole window never
-        exists. Resizing is bilinear with antialiasing on tensors (close to the official PIL bilinear).
-        `original` (from earlier windows) must match every frame's size."""
+        exists on the host: each goes to the device as 8-bit pixels (through pinned memory, without making
+        the host wait, on CUDA) and is normalised and resized there. Resizing is bilinear with
+        antialiasing on tensors (close to the official PIL bilinear). `original` (from earlier windows)
+        must match every frame's size."""
         out = []
         size = None
+        pinned = self.device.type == "cuda"
         for i, frame in enumerate(frames):
-            x = frames_to_tensor([frame])  # validates RGB, converts to normalised float [1,3,H,W]
-            hw = tuple(x.shape[-2:])
+            arr = frame_to_uint8(frame, start + i)  # validates RGB; H x W x 3
+            u8 = torch.from_numpy(arr if arr.flags.writeable else arr.copy())[None]  # (PIL arrays are read-only)
+            hw = tuple(u8.shape[1:3])
             if original is None:
                 original = hw
             if hw != original:
@@ -333,7 +337,9 @@ class VDITPredictor:
                                  "all frames of a video must have the same size")
             if size is None:
                 size = self.input_size(*hw)
-            x = x.to(self.device)
+            if pinned:
+                u8 = u8.pin_memory()
+            x = normalize_uint8(u8.to(self.device, non_blocking=pinned))  # [1,3,H,W]
             if size != hw:
                 x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
             out.append(x)

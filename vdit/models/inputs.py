@@ -15,7 +15,9 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 PIXEL_MAX = 255.0
 
 
-def _to_hwc_uint8(frame: Any, index: int) -> np.ndarray:
+def frame_to_uint8(frame: Any, index: int = 0) -> np.ndarray:
+    """One RGB frame (uint8 H x W x 3 array, PIL image, [3,H,W] / [H,W,3] tensor, or float in [0,1] or
+    [0,255]) -> uint8 H x W x 3 array; InputError naming frame `index` for anything else."""
     if isinstance(frame, torch.Tensor):
         arr = frame.detach().cpu().numpy()
         if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
@@ -44,13 +46,30 @@ def frames_to_tensor(frames: Sequence[Any]) -> torch.Tensor:
     ImageNet-normalised. All frames must have the same size."""
     if len(frames) == 0:
         raise InputError("the clip has no frames")
-    arrays = [_to_hwc_uint8(f, i) for i, f in enumerate(frames)]
+    arrays = [frame_to_uint8(f, i) for i, f in enumerate(frames)]
     size = arrays[0].shape[:2]
     for i, a in enumerate(arrays):
         if a.shape[:2] != size:
             raise InputError(f"frame {i} is {a.shape[1]}x{a.shape[0]} but frame 0 is {size[1]}x{size[0]}: "
                              "all frames of a clip must have the same size")
-    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / PIXEL_MAX
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return normalize_uint8(torch.from_numpy(np.stack(arrays)))
+
+
+_CONSTANTS: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _mean_std(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """IMAGENET_MEAN / IMAGENET_STD as [1,3,1,1] float32 on `device`, uploaded once per device (an upload
+    from pageable memory makes the host wait for the device's queue)."""
+    key = str(device)
+    if key not in _CONSTANTS:
+        _CONSTANTS[key] = (torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1).to(device),
+                           torch.tensor(IMAGENET_STD).view(1, 3, 1, 1).to(device))
+    return _CONSTANTS[key]
+
+
+def normalize_uint8(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 [T,H,W,3] (any device) -> [T,3,H,W] float32 ImageNet-normalised on the same device: the
+    model's input format (`/ 255`, then `(x - mean) / std`, the official Normalize)."""
+    mean, std = _mean_std(frames.device)
+    return (frames.permute(0, 3, 1, 2).float() / PIXEL_MAX - mean) / std

@@ -115,11 +115,15 @@ def test_dynamic_mask_head_is_the_official_grouped_conv_over_feats_then_coords()
             assert (value - out).abs().max() > 1e-2, name
 
 
-def test_mask_features_are_bicubic_resized_memory_summed():
+@pytest.mark.parametrize("resize", ["auto", "interpolate", "matmul"])
+def test_mask_features_are_bicubic_resized_memory_summed(resize):
     torch.manual_seed(4)
     memory = [torch.randn(2, 6, 5, 7, dtype=torch.float64), torch.randn(2, 6, 3, 4, dtype=torch.float64),
               torch.randn(2, 6, 2, 2, dtype=torch.float64)]
-    torch.testing.assert_close(vdit_mask_features(memory), mask_features(memory), **TOL)
+    torch.testing.assert_close(vdit_mask_features(memory, resize), mask_features(memory), **TOL)
+    # the memory's real shape ratios (s8 46x80 from s16 23x40 and s32 12x20), float32 as in the model
+    memory = [torch.randn(3, 4, 46, 80), torch.randn(3, 4, 23, 40), torch.randn(3, 4, 12, 20)]
+    torch.testing.assert_close(vdit_mask_features(memory, resize), mask_features(memory), **TOL)
 
 
 # ------------------------------------------------------------------------------------------ 3.7 MSO

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from vdit.errors import ConfigError
 from vdit.models.foundation import ClipImageSpec
+from vdit.models.ops.device_values import tensor_on_device
 
 PIXEL_MAX = 255
 # Pillow's resampling (libImaging/Resample.c): filter weights in double, normalised to sum 1, then fixed
@@ -50,12 +51,8 @@ def clip_preprocess_fast(images01: torch.Tensor, spec: ClipImageSpec) -> torch.T
 
 
 def _channel_constant(values: tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
-    """[1,3,1,1] constant on `like`'s device and dtype, filled there: a tensor built from a Python list on
-    an accelerator is a blocking upload (the host waits for the device's queue); the values are the same."""
-    out = like.new_empty(len(values))
-    for i, v in enumerate(values):
-        out[i] = float(v)
-    return out.view(1, -1, 1, 1)
+    """[1,3,1,1] constant in `like`'s dtype, made on its device without a host-to-device copy."""
+    return tensor_on_device(list(values), like.dtype, like.device).view(1, -1, 1, 1)
 
 
 def official_clip_ints(x: torch.Tensor) -> torch.Tensor:

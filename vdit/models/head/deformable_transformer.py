@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vdit.errors import ConfigError
+from vdit.models.ops.device_values import tensor_on_device
 from vdit.models.ops.ms_deform_attn import MSDeformAttn
 
 # VD-IT head defaults (spec 3, opts defaults; no script overrides them).
@@ -159,20 +160,6 @@ def encoder_reference_points(spatial_shapes: list[tuple[int, int]], valid_ratios
         per_level.append(torch.stack((ref_x, ref_y), dim=-1))
     reference = torch.cat(per_level, dim=1)  # [N, S, 2]
     return reference[:, :, None] * valid_ratios[:, None]
-
-
-def long_tensor(values: list, device: torch.device) -> Tensor:
-    """``torch.tensor(values, dtype=long, device=device)`` without a host-to-device copy off the CPU: a
-    blocking upload from pageable memory makes the host wait for the device's queue; filling an empty
-    tensor element by element passes the values as kernel arguments instead."""
-    if torch.device(device).type in ("cpu", "meta"):
-        return torch.tensor(values, dtype=torch.long, device=device)
-    rows = [tuple(v) if isinstance(v, (tuple, list)) else (v,) for v in values]
-    out = torch.empty((len(rows), len(rows[0])), dtype=torch.long, device=device)
-    for i, row in enumerate(rows):
-        for j, v in enumerate(row):
-            out[i, j] = int(v)
-    return out if isinstance(values[0], (tuple, list)) else out[:, 0]
 
 
 def valid_ratios_of(mask: Tensor) -> Tensor:
@@ -346,8 +333,9 @@ class DeformableTransformer(nn.Module):
             dim=1,
         )
         # Built from the Python shapes with fills, not uploaded: no host-device sync (issue 16).
-        spatial_shapes = long_tensor(shapes, device)
-        level_start_index = long_tensor([sum(h * w for h, w in shapes[:i]) for i in range(len(shapes))], device)
+        spatial_shapes = tensor_on_device(shapes, torch.long, device)
+        level_start_index = tensor_on_device([sum(h * w for h, w in shapes[:i]) for i in range(len(shapes))],
+                                             torch.long, device)
         valid_ratios = torch.stack([valid_ratios_of(m) for m in masks], dim=1).to(src_flat.dtype)  # [N, L, 2]
 
         memory = self.encoder(src_flat, spatial_shapes, level_start_index, valid_ratios, pos_flat, mask_flat,

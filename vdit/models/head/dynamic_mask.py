@@ -7,6 +7,9 @@ and, after MSO, at s1 (M).
 """
 from __future__ import annotations
 
+import functools
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,12 +26,66 @@ def dynamic_param_sizes(in_channels: int, mask_channels: int, rel_coord: bool) -
     return [cin * mask_channels, mask_channels * mask_channels], [mask_channels, mask_channels]
 
 
-def mask_features(memory_levels: list[torch.Tensor]) -> torch.Tensor:
-    """Sum of the encoder memory levels (s8, s16, s32), bicubically resized to the s8 size."""
-    size = memory_levels[0].shape[-2:]
+BICUBIC_A = -0.75  # PyTorch's bicubic convolution constant (F.interpolate(mode="bicubic"))
+
+
+@functools.lru_cache(maxsize=64)
+def bicubic_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """[n_out, n_in] float64: 1-D bicubic resizing as `F.interpolate(mode="bicubic",
+    align_corners=False)` computes it (source x = (i + 0.5) * n_in / n_out - 0.5, the 4 taps around it
+    clamped to the edge, cubic convolution with a = -0.75), as a matrix. Cached; do not modify."""
+    a = BICUBIC_A
+    m = torch.zeros(n_out, n_in, dtype=torch.float64)
+    scale = n_in / n_out
+    for i in range(n_out):
+        src = (i + 0.5) * scale - 0.5
+        left = math.floor(src)
+        t = src - left
+        taps = (((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a,
+                ((a + 2) * t - (a + 3)) * t * t + 1,
+                ((a + 2) * (1 - t) - (a + 3)) * (1 - t) * (1 - t) + 1,
+                ((a * (2 - t) - 5 * a) * (2 - t) + 8 * a) * (2 - t) - 4 * a)
+        for k, w in enumerate(taps):
+            m[i, min(max(left - 1 + k, 0), n_in - 1)] += w
+    return m
+
+
+_MATRICES: dict[tuple[int, int, str], torch.Tensor] = {}
+
+
+def _bicubic_matrix_on(n_in: int, n_out: int, device: torch.device) -> torch.Tensor:
+    key = (n_in, n_out, str(device))
+    if key not in _MATRICES:  # uploaded once per size and device (an upload makes the host wait)
+        _MATRICES[key] = bicubic_matrix(n_in, n_out).float().to(device)
+    return _MATRICES[key]
+
+
+def bicubic_resize_matmul(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """x [..., h, w] -> [..., H, W]: `F.interpolate(x, size, mode="bicubic", align_corners=False)` as
+    two products with the 1-D resize matrices, in float32 (autocast off) and cast back to x's dtype. The
+    same sums in another order (float32 rounding apart); on a GPU ~45x faster than the interpolation
+    kernel at the mask features' size (H200: 0.2 vs 9.5 ms for [60,256,23,40] -> 46x80)."""
+    rows = _bicubic_matrix_on(x.shape[-2], size[0], x.device)
+    cols = _bicubic_matrix_on(x.shape[-1], size[1], x.device)
+    with torch.autocast(x.device.type, enabled=False):
+        return torch.matmul(torch.matmul(rows, x.float()), cols.t()).to(x.dtype)
+
+
+def mask_features(memory_levels: list[torch.Tensor], resize: str = "auto") -> torch.Tensor:
+    """Sum of the encoder memory levels (s8, s16, s32), bicubically resized to the s8 size.
+    `resize`: "interpolate" (F.interpolate), "matmul" (`bicubic_resize_matmul`), "auto" = matmul on an
+    accelerator, where the interpolation kernel is slow, interpolate on the CPU (its recorded numbers)."""
+    size = tuple(memory_levels[0].shape[-2:])
     out = memory_levels[0]
+    if resize == "auto":
+        resize = "interpolate" if out.device.type in ("cpu", "meta") else "matmul"
+    if resize not in ("interpolate", "matmul"):
+        raise ValueError(f"resize must be 'auto', 'interpolate' or 'matmul', got {resize!r}")
     for level in memory_levels[1:]:
-        out = out + F.interpolate(level, size=size, mode="bicubic", align_corners=False)
+        if resize == "matmul":
+            out = out + bicubic_resize_matmul(level, size)
+        else:
+            out = out + F.interpolate(level, size=size, mode="bicubic", align_corners=False)
     return out
 
 

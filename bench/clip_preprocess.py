@@ -100,7 +100,7 @@ def main() -> None:
 
     from transformers import CLIPVisionModel
 
-    from vdit.config import MINI_FOUNDATION_DIR
+    from vdit.mini.preset import MINI_FOUNDATION_DIR
     from vdit.models.backbone.clip_image import clip_preprocess_fast, clip_preprocess_official
     from vdit.models.foundation import ClipImageSpec, _clip_image_spec, build_foundation_random, quiet_libraries
     from vdit.models.foundation_arch import CLIP_MEAN, CLIP_STD

@@ -20,9 +20,6 @@ LAYOUT = ROOT / "docs" / "layout.md"
 PENDING_EXCEPTIONS = {
     # the Hungarian matcher moves out of the model's forward into vdit.training (issue 18, item 1)
     ("vdit.models.vdit", "vdit.losses.matcher"),
-    # the built-in model (weights folder, domain note over the miniature vocabulary) moves to vdit.mini
-    # once the predictor no longer defaults to it (issue 18, item 4)
-    ("vdit.inference.predictor", "vdit.mini.data"),
 }
 
 

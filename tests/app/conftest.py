@@ -9,9 +9,9 @@ TEST_WINDOW = 5
 
 @pytest.fixture(scope="session")
 def app_predictor():
-    from vdit.inference.predictor import VDITPredictor
+    from vdit.mini.builtin import builtin_predictor
 
-    return VDITPredictor(device="cpu", window=TEST_WINDOW, amp=False)
+    return builtin_predictor(device="cpu", window=TEST_WINDOW, amp=False)
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from vdit.cli.main import main
-from vdit.inference.predictor import BUILTIN_WEIGHTS_DIR
+from vdit.mini.builtin import BUILTIN_WEIGHTS_DIR
 from vdit.models.vdit import CONFIG_NAME, WEIGHTS_NAME
 
 MINI_FOUNDATION = BUILTIN_WEIGHTS_DIR.parent / "foundation"

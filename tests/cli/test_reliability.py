@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from vdit.cli.main import EXIT_INTERRUPTED, main
-from vdit.inference.predictor import BUILTIN_WEIGHTS_DIR
+from vdit.mini.builtin import BUILTIN_WEIGHTS_DIR
 
 
 def _strict_loads(text: str):
@@ -274,7 +274,7 @@ def test_16bit_png_segments_exactly_like_its_8bit_twin(tmp_path, capsys):
 
 
 def test_builtin_domain_note():
-    from vdit.inference.predictor import builtin_domain_note
+    from vdit.mini.builtin import builtin_domain_note
 
     assert builtin_domain_note(["the small red circle moving left", "the star to the left of the blue square."],
                                (64, 64)) is None

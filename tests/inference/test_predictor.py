@@ -237,11 +237,13 @@ def test_bad_frames(tiny_model, make_frames):
 
 
 def test_bad_settings(tiny_model, monkeypatch, tmp_path):
-    import vdit.inference.predictor as predictor_module
+    import vdit.mini.builtin as builtin_module
 
-    monkeypatch.setattr(predictor_module, "BUILTIN_WEIGHTS_DIR", tmp_path / "no_builtin")
-    with pytest.raises(ModelLoadError, match="built-in VD-IT weights are missing"):
+    with pytest.raises(InputError, match=r"needs model= or weights=.*vdit\.mini\.builtin\.builtin_predictor\(\)"):
         VDITPredictor()
+    monkeypatch.setattr(builtin_module, "BUILTIN_WEIGHTS_DIR", tmp_path / "no_builtin")
+    with pytest.raises(ModelLoadError, match="built-in VD-IT weights are missing"):
+        builtin_module.builtin_predictor()
     with pytest.raises(InputError, match="at least 64"):
         VDITPredictor(model=tiny_model, short_side=32)
     with pytest.raises(InputError, match="sharing"):

@@ -178,9 +178,9 @@ def test_bad_input(case, message, tiny_weights, make_frames, tmp_path, capsys, m
     elif case == "empty text":
         text = "   "
     elif case == "no weights":  # without --weights the built-in model is used: here it is missing
-        import vdit.inference.predictor as predictor_module
+        import vdit.mini.builtin as builtin_module
 
-        monkeypatch.setattr(predictor_module, "BUILTIN_WEIGHTS_DIR", tmp_path / "no_builtin")
+        monkeypatch.setattr(builtin_module, "BUILTIN_WEIGHTS_DIR", tmp_path / "no_builtin")
     argv = ["--video", str(video), "--text", text, "--out", str(out), "--short-side", SHORT]
     if case != "no weights":
         argv += ["--weights", weights]

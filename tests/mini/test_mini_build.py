@@ -90,7 +90,7 @@ def test_out_folder_must_be_a_mini_foundation(tmp_path):
 
 
 def test_text_localisation_probe(smoke_build, smoke_bench):
-    from vdit.config import mini_config
+    from vdit.mini.preset import mini_config
     from vdit.mini.verify import PROBE_TAPS, text_localisation
     from vdit.models.vdit import VDIT
 

@@ -12,7 +12,7 @@ def fake_builtin(smoke_build, tmp_path_factory):
     """An (untrained) mini head saved like the built-in one, on the smoke foundation."""
     import torch
 
-    from vdit.config import mini_config
+    from vdit.mini.preset import mini_config
     from vdit.models.vdit import VDIT
 
     foundation, _, _ = smoke_build
@@ -24,10 +24,10 @@ def fake_builtin(smoke_build, tmp_path_factory):
 
 @pytest.fixture
 def builtin_at(monkeypatch):
-    import vdit.inference.predictor as predictor
+    import vdit.mini.builtin as builtin
 
     def point(path: Path) -> None:
-        monkeypatch.setattr(predictor, "BUILTIN_WEIGHTS_DIR", Path(path))
+        monkeypatch.setattr(builtin, "BUILTIN_WEIGHTS_DIR", Path(path))
     return point
 
 
@@ -92,7 +92,7 @@ def test_builtin_head_refuses_other_foundation_weights(fake_builtin, builtin_at,
     import shutil
 
     from vdit.errors import ModelLoadError
-    from vdit.inference.predictor import BUILTIN_FOUNDATION_RECORD, check_builtin_weights
+    from vdit.mini.builtin import BUILTIN_FOUNDATION_RECORD, check_builtin_weights
 
     head = tmp_path / "head"
     shutil.copytree(fake_builtin, head)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from vdit.config import MINI_FOUNDATION_DIR
+from vdit.mini.preset import MINI_FOUNDATION_DIR
 
 pytestmark = [
     pytest.mark.slow,

@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
-from vdit.config import MINI_FOUNDATION_DIR, mini_config
 from vdit.mini.build import LOG_FILE, MANIFEST
+from vdit.mini.preset import MINI_FOUNDATION_DIR, mini_config
 from vdit.models.foundation_arch import arch
 
 # The whole package's weights must stay under 30 MB; the VD-IT head needs a few MB of it.

@@ -11,7 +11,8 @@ import pytest
 import torch
 import yaml
 
-from vdit.config import full_config, mini_config, tiny_config
+from vdit.config import full_config, tiny_config
+from vdit.mini.preset import mini_config
 from vdit.models.model_card import GENERATED_MARKER, ModelCardInfo, model_card, read_front_matter
 from vdit.models.vdit import VDIT
 
@@ -102,7 +103,7 @@ def test_the_shipped_head_card_is_the_one_the_code_writes(tmp_path):
     """vdit/assets/mini/head/README.md is generated (vdit.mini.train.write_shipped_head_card); if this
     fails after a change of the card's code or of the version, regenerate it with
     `python -c "from vdit.mini.train import write_shipped_head_card; write_shipped_head_card()"`."""
-    from vdit.inference.predictor import BUILTIN_WEIGHTS_DIR
+    from vdit.mini.builtin import BUILTIN_WEIGHTS_DIR
     from vdit.mini import train
 
     copy = shutil.copytree(BUILTIN_WEIGHTS_DIR, tmp_path / "head")

@@ -166,7 +166,7 @@ def test_files_from_elsewhere_and_future_layouts(tiny_root, tmp_path):
 
 
 def test_shipped_head_is_in_the_current_layout():
-    from vdit.inference.predictor import BUILTIN_WEIGHTS_DIR
+    from vdit.mini.builtin import BUILTIN_WEIGHTS_DIR
 
     assert weights_layout(BUILTIN_WEIGHTS_DIR / "model.safetensors") == WEIGHTS_LAYOUT
 

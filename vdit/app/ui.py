@@ -146,8 +146,10 @@ def launch_app(weights: str | None = None, host: str = DEFAULT_HOST, port: int |
     `block=False` returns (blocks, url) with the server running in a thread (`blocks.close()` stops it)."""
     gr = require_gradio()
     from vdit.inference.predictor import VDITPredictor
+    from vdit.mini.builtin import builtin_predictor
 
-    predictor = VDITPredictor(weights=weights, device=device, window=window)
+    options = dict(device=device, window=window)
+    predictor = builtin_predictor(**options) if weights is None else VDITPredictor(weights=weights, **options)
     work_root = Path(tempfile.mkdtemp(prefix="vdit-app-"))
     atexit.register(shutil.rmtree, work_root, True)
     app = SegmentApp(predictor, work_root / "runs", weights=str(weights) if weights else None,

@@ -111,7 +111,7 @@ def check_weights(weights: str | Path | None, foundation: dict[str, str] | None 
     """A `--weights` folder (None: the built-in model) and the foundation folders its config names (with
     `foundation` overrides) exist, before anything loads."""
     if weights is None:
-        from vdit.inference.predictor import check_builtin_weights
+        from vdit.mini.builtin import check_builtin_weights
 
         check_weights_foundation(check_builtin_weights(), foundation)
         return

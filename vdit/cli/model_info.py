@@ -14,11 +14,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def model_info(preset_name: str, overrides: list[str] | None = None) -> dict:
+    from vdit.cli.presets import model_presets
     from vdit.config import apply_overrides, preset
     from vdit.models.summary import parameter_summary
     from vdit.models.vdit import VDIT
 
-    cfg = apply_overrides(preset(preset_name), overrides or [])
+    cfg = apply_overrides(preset(preset_name, model_presets()), overrides or [])
     model = VDIT.on_meta(cfg)
     info = parameter_summary(model)
     info["levels"] = [{"channels": c, "stride": s} for c, s in

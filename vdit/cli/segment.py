@@ -82,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
     from vdit.inference.batch import BATCH_SUMMARY, expected_frames, list_inputs, output_names, segment_videos
     from vdit.inference.export import segment_to_dir
     from vdit.inference.io import open_source
-    from vdit.inference.predictor import (DEFAULT_THRESHOLD, MODEL_SHORT_SIDE, VDITPredictor, builtin_domain_note,
-                                          normalize_texts)
+    from vdit.inference.predictor import DEFAULT_THRESHOLD, MODEL_SHORT_SIDE, VDITPredictor, normalize_texts
+    from vdit.mini.builtin import builtin_domain_note, builtin_predictor
     from vdit.inference.windows import check_window
 
     # Cheap checks first: nothing is loaded, and nothing created, before the inputs and the output folder
@@ -102,12 +102,13 @@ def run(args: argparse.Namespace) -> int:
     sources = [open_source(path, fps=args.fps, max_frames=args.max_frames) for path in paths]
 
     max_size = EVAL_MAX_SIZE if args.max_size is None else (args.max_size or None)
-    predictor = VDITPredictor(
-        weights=args.weights, device=args.device, window=args.window,
+    options = dict(
+        device=args.device, window=args.window,
         short_side=MODEL_SHORT_SIDE if args.short_side is None else args.short_side, max_size=max_size,
         threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold, amp=args.amp,
         sharing=args.sharing, foundation=foundation or None,
     )
+    predictor = builtin_predictor(**options) if args.weights is None else VDITPredictor(weights=args.weights, **options)
     for source in sources:  # frames too small for these sizes fail before any output exists
         predictor.input_size(*source.size)
     if args.weights is None:

@@ -34,16 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _presets() -> dict:
-    """The full-scale recipes and the miniature world's."""
-    from vdit.engine.recipes import RUN_PRESETS
-    from vdit.mini.recipe import MINI_RUN_PRESETS
-
-    return {**RUN_PRESETS, **MINI_RUN_PRESETS}
-
-
 def _list_presets() -> int:
-    presets = _presets()
+    from vdit.cli.presets import run_presets
+
+    presets = run_presets()
     width = max(map(len, presets))
     for name, make in presets.items():
         doc = (make.__doc__ or "").strip().splitlines()[0]
@@ -55,6 +49,7 @@ def resolve_run(args: argparse.Namespace):
     """(RunConfig, run folder, opened checkpoint or None) from the command line."""
     from pathlib import Path
 
+    from vdit.cli.presets import run_presets
     from vdit.config import apply_overrides
     from vdit.engine.checkpoint import CHECKPOINTS_DIR, load_run_config, open_checkpoint
     from vdit.engine.recipes import point_foundation, run_preset
@@ -73,7 +68,7 @@ def resolve_run(args: argparse.Namespace):
     else:
         if not args.preset:
             raise ConfigError("--preset is required for a new run (see --list-presets), or pass --resume")
-        cfg = run_preset(args.preset, args.foundation_root, _presets())
+        cfg = run_preset(args.preset, args.foundation_root, run_presets())
         run_dir = Path(args.out or f"runs/{args.preset}")
     # Paths are set as given (not parsed as YAML values).
     if args.data_root:

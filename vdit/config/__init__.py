@@ -8,7 +8,7 @@ the paper's appendix).
     head        HeadConfig: the DETR-style head (spec 3)
     loss        LossConfig: loss weights and matching costs (spec 4.1)
     model       ModelConfig: the four above, validated together
-    presets     full / tiny / mini model presets; preset(name)
+    presets     full / tiny model presets; preset(name) (the miniature world's: vdit.mini.preset)
     train       TrainConfig: optimisation and run mechanics of `vdit train`
     data        DataConfig: the training set
     run         RunConfig: model + train + data (a run's run.yaml)
@@ -25,17 +25,15 @@ from vdit.config.head import HeadConfig
 from vdit.config.loading import apply_overrides, from_dict, load_yaml, save_yaml, to_dict
 from vdit.config.loss import LossConfig
 from vdit.config.model import ModelConfig
-from vdit.config.presets import (
-    MINI_FOUNDATION_DIR, MINI_FRAME_SIZE, PRESETS, full_config, mini_config, preset, tiny_config,
-)
+from vdit.config.presets import PRESETS, full_config, preset, tiny_config
 from vdit.config.run import RunConfig
 from vdit.config.train import AMP_MODES, COMPILE_MODES, DEVICES, LR_SCALING_MODES, TrainConfig
 
 __all__ = [
     "AMP_MODES", "CLIP_PREPROCESS_MODES", "COMPILE_MODES", "DEVICES", "FOUNDATION_PARTS", "LR_SCALING_MODES",
-    "MINI_FOUNDATION_DIR", "MINI_FRAME_SIZE", "NOISE_KINDS", "PRESETS", "PROMPT_MODES", "TRAIN_DATASETS",
+    "NOISE_KINDS", "PRESETS", "PROMPT_MODES", "TRAIN_DATASETS",
     "UNET_INITS", "VAE_LATENT_MODES", "BackboneConfig", "DataConfig", "FoundationConfig", "HeadConfig",
     "LossConfig", "ModelConfig", "NoiseConfig", "PromptConfig", "RunConfig", "TrainConfig", "apply_overrides",
-    "from_dict", "full_config", "load_yaml", "local_foundation", "mini_config", "preset", "save_yaml",
+    "from_dict", "full_config", "load_yaml", "local_foundation", "preset", "save_yaml",
     "tiny_config", "to_dict",
 ]

@@ -1,8 +1,9 @@
 """Model presets: `full` (ModelScope T2V 1.7B + LAION CLIP-ViT-H-14 + RoBERTa-base, the paper's model),
-`tiny` (the same architecture at toy widths, for tests; foundation folders built by `vdit.testing`) and
-`mini` (the miniature world's trained foundation models, docs/miniature.md)."""
+`tiny` (the same architecture at toy widths, for tests; foundation folders built by `vdit.testing`).
+The miniature world's preset `mini` lives with it (`vdit.mini.preset.MINI_PRESETS`); the CLI joins the two."""
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,45 +44,12 @@ def tiny_config(foundation_root: str | Path | None = None) -> ModelConfig:
     return cfg.validate()
 
 
-# The trained miniature-world foundation models shipped with the package (`vdit mini pretrain`).
-# Frames of the miniature world (vdit.mini.data.MINI_BENCHMARK) are MINI_FRAME_SIZE x MINI_FRAME_SIZE.
-MINI_FRAME_SIZE = 64
-MINI_FOUNDATION_DIR = Path(__file__).resolve().parents[1] / "assets" / "mini" / "foundation"
+PRESETS: dict[str, Callable[..., ModelConfig]] = {"full": full_config, "tiny": tiny_config}
 
 
-def mini_config(foundation_root: str | Path | None = None) -> ModelConfig:
-    """VD-IT on the miniature world's foundation models (docs/miniature.md), head widths for CPU training.
-    `foundation_root` defaults to the shipped folder (`MINI_FOUNDATION_DIR`); a folder written by
-    `vdit mini pretrain --out` works the same."""
-    root = Path(foundation_root) if foundation_root is not None else MINI_FOUNDATION_DIR
-    cfg = ModelConfig(
-        foundation=local_foundation(root, "mini"),
-        backbone=BackboneConfig(
-            prompt=PromptConfig(num_heads=4, ffn_dim=64),  # prompt width = the UNet's cross-attention 64
-            level_hidden_channels=(32, 64, 64, 64),
-            level_channels=(32, 64, 64, 64),
-            # The miniature CLIP tower was pre-trained on the tensor path's pixels (vdit.mini.pretrain), so
-            # its VD-IT reads the same; at 64x64 the two paths differ only by the uint8 truncation.
-            clip_preprocess="fast",
-        ),
-        head=HeadConfig(
-            hidden_dim=64,
-            nheads=4,
-            enc_layers=2,
-            dec_layers=2,
-            dim_feedforward=128,
-            group_norm_groups=8,
-            fusion_nheads=4,
-        ),
-        input_short_side=MINI_FRAME_SIZE,
-    )
-    return cfg.validate()
-
-
-PRESETS = {"full": full_config, "tiny": tiny_config, "mini": mini_config}
-
-
-def preset(name: str, **kwargs: Any) -> ModelConfig:
-    if name not in PRESETS:
-        raise ConfigError(f"unknown model preset {name!r}; choose from {sorted(PRESETS)}")
-    return PRESETS[name](**kwargs)
+def preset(name: str, presets: Mapping[str, Callable[..., ModelConfig]] = PRESETS, **kwargs: Any) -> ModelConfig:
+    """The model config of preset `name` from `presets` (`kwargs` go to its function); the CLI passes
+    these presets and the miniature world's (`vdit.mini.preset.MINI_PRESETS`)."""
+    if name not in presets:
+        raise ConfigError(f"unknown model preset {name!r}; choose from {sorted(presets)}")
+    return presets[name](**kwargs)

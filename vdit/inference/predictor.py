@@ -25,7 +25,6 @@ predictor (`predict_clip`).
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -35,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from vdit.data.transforms import EVAL_MAX_SIZE, EVAL_SHORT_SIDE, resized_hw
-from vdit.errors import InputError, ModelLoadError
+from vdit.errors import InputError
 from vdit.inference.postprocess import ClipMasks, postprocess
 from vdit.inference.windows import as_frame_iterable, check_window, iter_windows
 from vdit.models.backbone.diffusion_backbone import MIN_SIDE
@@ -50,14 +49,9 @@ SHARING_MODES = ("batch", "loop", "none")
 # Sentences run together in one forward pass with sharing="batch" (memory grows with this number).
 DEFAULT_MAX_TEXT_BATCH = 8
 AMP_DTYPES = (torch.bfloat16, torch.float16)
-# The built-in model: the miniature world's VD-IT head (`vdit mini train --ship`), a save_pretrained folder
-# whose config names the shipped tiny foundation models (vdit/assets/mini/foundation) package-relatively.
-BUILTIN_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "assets" / "mini" / "head"
 # `short_side=MODEL_SHORT_SIDE`: the size the model's config records (`ModelConfig.input_short_side`; the
-# built-in model says 64, the generated benchmark's frames), else EVAL_SHORT_SIDE.
+# miniature world's heads say 64, the generated benchmark's frames), else EVAL_SHORT_SIDE.
 MODEL_SHORT_SIDE = "model"
-NO_BUILTIN_WEIGHTS = (f"the built-in VD-IT weights are missing ({BUILTIN_WEIGHTS_DIR}): reinstall vdit, or pass "
-                      "weights (a folder written by VDIT.save_pretrained) or a model")
 
 
 def check_sizes(short_side: int | None, max_size: int | None) -> None:
@@ -67,77 +61,6 @@ def check_sizes(short_side: int | None, max_size: int | None) -> None:
         raise InputError(f"short_side={short_side}: the model needs frames of at least {MIN_SIDE} pixels")
     if max_size is not None and short_side is not None and max_size < short_side:
         raise InputError(f"max_size={max_size} is smaller than short_side={short_side}")
-
-
-# Beside the built-in head: the fingerprint of the foundation weights it was trained on.
-BUILTIN_FOUNDATION_RECORD = "foundation.sha256"
-
-
-def foundation_fingerprint(root: Path) -> str:
-    """sha256 over the relative paths and contents of every safetensors file under a foundation folder.
-    Hashed once per process and file state (path, size, mtime): the built-in model is checked by the CLI,
-    the demo and the predictor, and the weights are ~19 MB."""
-    files = sorted(Path(root).rglob("*.safetensors"))
-    state = tuple((p.relative_to(root).as_posix(), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
-    return _fingerprint(Path(root), state)
-
-
-@functools.lru_cache(maxsize=8)
-def _fingerprint(root: Path, state: tuple[tuple[str, int, int], ...]) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    for rel, _size, _mtime in state:
-        digest.update(rel.encode())
-        digest.update(hashlib.sha256((root / rel).read_bytes()).digest())
-    return digest.hexdigest()
-
-
-def check_builtin_weights() -> Path:
-    """The built-in head's folder; ModelLoadError when this installation lacks it, or when the shipped
-    foundation weights are not the ones the head was trained on (a head on other frozen features would
-    silently segment nonsense)."""
-    if not (BUILTIN_WEIGHTS_DIR / WEIGHTS_NAME).is_file():
-        raise ModelLoadError(NO_BUILTIN_WEIGHTS)
-    record = BUILTIN_WEIGHTS_DIR / BUILTIN_FOUNDATION_RECORD
-    if record.is_file():
-        from vdit.config import MINI_FOUNDATION_DIR
-
-        have = foundation_fingerprint(MINI_FOUNDATION_DIR)
-        if have != record.read_text().strip():
-            raise ModelLoadError(f"the built-in VD-IT head ({BUILTIN_WEIGHTS_DIR}) was trained on other foundation "
-                                 f"weights than those in {MINI_FOUNDATION_DIR}; retrain it with `vdit mini train --ship`")
-    return BUILTIN_WEIGHTS_DIR
-
-
-def builtin_domain_note(texts: Sequence[str], size: tuple[int, int]) -> str | None:
-    """One line telling that the built-in model is being used outside its world, or None.
-
-    The built-in head was trained on the miniature world only (docs/miniature.md): 64x64 generated clips
-    of coloured shapes, described with the generator's vocabulary. On anything else it still answers
-    with confident masks, which mean nothing; the user should hear that once, with the way out."""
-    import re
-    import string
-
-    from vdit.config import MINI_FRAME_SIZE
-    from vdit.mini.data import vocabulary
-
-    known = set(vocabulary()) | set(string.punctuation)
-    # words (letter runs) and single symbols such as emoji; digits and punctuation are not judged
-    tokens = {w for t in texts for w in re.findall(r"[^\W\d_]+|[^\w\s]", t.lower())}
-    unknown = sorted(tokens - known)
-    reasons = []
-    if unknown:
-        shown = ", ".join(repr(w) for w in unknown[:3]) + (" ..." if len(unknown) > 3 else "")
-        reasons.append(f"{shown} {'is' if len(unknown) == 1 else 'are'} outside its vocabulary")
-    h, w = size
-    if (h, w) != (MINI_FRAME_SIZE, MINI_FRAME_SIZE):
-        reasons.append(f"the frames are {w}x{h}, not {MINI_FRAME_SIZE}x{MINI_FRAME_SIZE}")
-    if not reasons:
-        return None
-    return ("note: the built-in model knows only the miniature world (generated 64x64 clips of coloured shapes, "
-            f"texts like 'the small red circle moving left'), and {' and '.join(reasons)}: its masks here are "
-            "guesses; for real videos convert the released weights with `vdit convert-official` and pass --weights")
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -257,10 +180,10 @@ class VDITPredictor:
         amp_dtype: torch.dtype | None = None,
     ):
         """`weights`: a folder written by `VDIT.save_pretrained` (or, with `model`, a safetensors file or
-        such a folder whose trainable parameters are loaded into `model`); neither = the built-in model
-        (`BUILTIN_WEIGHTS_DIR`, the miniature world's head). `short_side`: the model input's short side;
-        by default the one the model's config records (`ModelConfig.input_short_side`: 64 for the
-        miniature world's heads), else EVAL_SHORT_SIDE (360); `None` keeps the native size.
+        such a folder whose trainable parameters are loaded into `model`); one of the two is needed (the
+        built-in miniature model: `vdit.mini.builtin.builtin_predictor()`). `short_side`: the model input's
+        short side; by default the one the model's config records (`ModelConfig.input_short_side`: 64 for
+        the miniature world's heads), else EVAL_SHORT_SIDE (360); `None` keeps the native size.
         `max_size=None` removes the long-side cap. `amp=None` = fp16 autocast on CUDA only
         (as the official `--amp` inference), `True` on CPU uses bfloat16; `amp_dtype` (torch.bfloat16 or
         torch.float16) overrides that choice. `foundation` overrides the foundation model locations
@@ -293,7 +216,8 @@ class VDITPredictor:
     @staticmethod
     def _build_model(model: VDIT | None, weights: str | Path | None, foundation: dict[str, str] | None) -> VDIT:
         if model is None and weights is None:
-            weights = check_builtin_weights()
+            raise InputError("VDITPredictor needs model= or weights= (a folder written by VDIT.save_pretrained); "
+                             "for the built-in miniature model call vdit.mini.builtin.builtin_predictor()")
         if model is None:
             return VDIT.from_pretrained(weights, foundation=foundation)
         if weights is not None:

@@ -5,6 +5,6 @@ a RoBERTa on the generated referring-video benchmark and saves them in the layou
 (ModelScope T2V, LAION CLIP, roberta-base), so VD-IT loads them with its normal code. The trained models
 ship in vdit/assets/mini/foundation (`MINI_FOUNDATION_DIR`). See docs/miniature.md.
 """
-from vdit.config import MINI_FOUNDATION_DIR
+from vdit.mini.preset import MINI_FOUNDATION_DIR
 
 __all__ = ["MINI_FOUNDATION_DIR"]

@@ -22,13 +22,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from vdit.config import MINI_FRAME_SIZE
 from vdit.data.synthetic import (COLOURS, DIRECTIONS, INFO_FILE, RELATIONS, SHAPES, SIZES, benchmark_params,
                                  make_synthetic_benchmark)
 from vdit.data.video_dataset import parse_meta_expressions
 from vdit.data.ytvos import FRAME_EXT, meta_expressions_path
 from vdit.errors import ConfigError, DataError
 from vdit.fileio import read_json
+from vdit.mini.preset import MINI_FRAME_SIZE
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,7 @@ def run_demo(out: str | Path = DEFAULT_OUT, seed: int = DEMO_SEED, device: str =
     from vdit.fileio import write_text_atomic
     from vdit.inference.export import MASKS_DIR, SUMMARY_NAME, prepare_output, segment_to_dir, summary_json
     from vdit.inference.io import open_source
-    from vdit.inference.predictor import VDITPredictor, check_builtin_weights
+    from vdit.mini.builtin import builtin_predictor, check_builtin_weights
 
     start = time.perf_counter()
     check_builtin_weights()
@@ -115,7 +115,7 @@ def run_demo(out: str | Path = DEFAULT_OUT, seed: int = DEMO_SEED, device: str =
     video, exps = demo_clip(seed)
     texts = [e.text for e in exps]
     clip = write_clip(video.frames, out_dir / CLIP_DIR)
-    predictor = VDITPredictor(device=device, max_size=None, amp=False)  # the model's own input size
+    predictor = builtin_predictor(device=device, max_size=None, amp=False)  # the model's own input size
     summary = segment_to_dir(predictor, open_source(clip, fps=DEMO_FPS), texts, out_dir,
                              extra={"weights": "built-in", "demo_seed": seed})
     t = video.frames.shape[0]

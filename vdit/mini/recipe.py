@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from vdit.config import DataConfig, RunConfig, TrainConfig, mini_config
+from vdit.config import DataConfig, RunConfig, TrainConfig
 from vdit.engine.recipes import LR_DROP_GAMMA
 from vdit.mini.data import default_data_dir
+from vdit.mini.preset import mini_config
 
 # mini_synthetic: VD-IT's head on the miniature world (vdit.mini, docs/miniature.md): the shipped tiny
 # foundation models (frozen) and the generated benchmark they were trained on (64x64, 12 frames; written

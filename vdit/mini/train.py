@@ -169,13 +169,11 @@ def by_kind(per_expression: dict[str, list[float]], kinds: dict[str, str]) -> di
 
 def load_head(weights: str | Path | None = None, device: str = "cpu") -> torch.nn.Module:
     """A trained head (save_pretrained folder; None = the built-in one) with its foundation models."""
-    from vdit.inference.predictor import BUILTIN_WEIGHTS_DIR, check_builtin_weights
+    from vdit.mini.builtin import load_builtin_model
     from vdit.models.vdit import VDIT
 
-    if weights is None:
-        check_builtin_weights()
-        weights = BUILTIN_WEIGHTS_DIR
-    return VDIT.from_pretrained(weights).to(device).eval()
+    model = load_builtin_model() if weights is None else VDIT.from_pretrained(weights)
+    return model.to(device).eval()
 
 
 def evaluate_mini(model: torch.nn.Module | str | Path | None, data_root: str | Path, out_dir: str | Path,
@@ -229,7 +227,7 @@ def format_scores(scores: dict[str, dict[str, Any]]) -> str:
 # How the model cards of miniature-world heads name the benchmark splits they were scored on.
 CARD_SPLIT_NAMES = {"valid": "miniature world, valid", "heldout": "miniature world, heldout (unseen colour+shape)"}
 BUILTIN_NOTE = ("This is vdit's built-in model: `vdit segment` without `--weights`, `vdit demo` and "
-                "`VDITPredictor()` use it. Its `config.json` names the foundation folders package-relatively "
+                "`vdit.mini.builtin.builtin_predictor()` use it. Its `config.json` names the foundation folders package-relatively "
                 "(`vdit-package:assets/mini/foundation/...`), so it loads wherever vdit is installed; "
                 "`foundation.sha256` is the fingerprint of the foundation weights it was trained on.")
 
@@ -276,7 +274,7 @@ def write_head_card(folder: str | Path, source: str | None = None, scores: dict[
 
 def write_shipped_head_card() -> Path | None:
     """The built-in head's model card, from its files and the measured figures above."""
-    from vdit.inference.predictor import BUILTIN_WEIGHTS_DIR
+    from vdit.mini.builtin import BUILTIN_WEIGHTS_DIR
 
     return write_head_card(BUILTIN_WEIGHTS_DIR, source=SHIPPED_HEAD_SOURCE, scores=SHIPPED_HEAD_SCORES, builtin=True)
 
@@ -291,7 +289,7 @@ def ship_head(weights_dir: str | Path, dest: str | Path | None = None,
     from vdit.fileio import dumps_json
 
     import vdit
-    from vdit.inference.predictor import BUILTIN_FOUNDATION_RECORD, BUILTIN_WEIGHTS_DIR, foundation_fingerprint
+    from vdit.mini.builtin import BUILTIN_FOUNDATION_RECORD, BUILTIN_WEIGHTS_DIR, foundation_fingerprint
     from vdit.models.vdit import CONFIG_NAME, PACKAGE_PATH_MARKER, WEIGHTS_NAME, resolve_package_path
 
     src = Path(weights_dir)

@@ -26,7 +26,7 @@ def verify_foundation(root: str | Path, corpus: CaptionCorpus, seed: int = 0) ->
     """Load `root` with `load_foundation` (arch "mini"), build VD-IT with `mini_config(root)` and run it
     on the first clip of `corpus` with its first expression. Returns the output shapes; raises
     ModelLoadError when anything is missing or the outputs are not finite."""
-    from vdit.config import mini_config
+    from vdit.mini.preset import mini_config
     from vdit.models.vdit import VDIT
 
     torch.manual_seed(seed)

@@ -1,0 +1,101 @@
+"""Split the miniature VD-IT's error (issue 19): the query it chooses vs the query an oracle would choose.
+
+    python bench/mini_error_split.py                         # the built-in head on valid + heldout
+    python bench/mini_error_split.py --weights runs/x/final --splits valid
+
+For every expression of each split, the head's masks of ALL its Q queries are scored against the ground
+truth (J&F per expression, DAVIS measures, the Ref-YouTube-VOS protocol at the benchmark's native size,
+as `vdit mini eval`): (a) the query the model chooses (highest mean class score over the frames, spec
+6.1), (b) the best of the Q queries (oracle choice). If (b) is high and (a) low, the head segments the
+objects but does not pick the named one (grounding); if (b) is low too, the masks themselves are the
+problem. Also printed: how often the choice is the oracle's, and how many expressions land on the wrong
+object (chosen J&F < 0.2 while the oracle's > 0.5).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+WRONG_OBJECT = (0.2, 0.5)  # chosen J&F below the first while the oracle's is above the second
+
+
+def split_scores(predictor, root: Path, split: str, limit: int | None = None) -> dict[str, np.ndarray]:
+    """Per expression: J&F of every query [E, Q] and the chosen query [E]."""
+    from vdit.data.png import read_index_png
+    from vdit.data.video_dataset import parse_meta_expressions
+    from vdit.data.video_io import read_image
+    from vdit.data.ytvos import FRAME_EXT, MASK_EXT, meta_expressions_path
+    from vdit.evaluation.jf import expression_jf
+
+    videos, expressions = parse_meta_expressions(meta_expressions_path(root, split))
+    by_video: dict[str, list] = {}
+    for e in expressions:
+        by_video.setdefault(e.video_id, []).append(e)
+    jf_all, chosen = [], []
+    for n, (vid, exps) in enumerate(by_video.items()):
+        if limit is not None and n >= limit:
+            break
+        names = videos[vid].frames
+        frames = [np.asarray(read_image(root / split / "JPEGImages" / vid / f"{f}{FRAME_EXT}")) for f in names]
+        ids = np.stack([read_index_png(root / split / "Annotations" / vid / f"{f}{MASK_EXT}") for f in names])
+        x, original = predictor.preprocess(frames)
+        res = predictor.predict_clip(x[0], [e.text for e in exps], original, queries="all", check_values=False)
+        for s, e in enumerate(exps):
+            gt = np.isin(ids, list(e.obj_ids))
+            per_query = []
+            for k in range(res.masks.shape[2]):
+                j, f = expression_jf(gt, res.masks[s, :, k])
+                per_query.append((j + f) / 2)
+            jf_all.append(per_query)
+            chosen.append(int(np.argmax(res.query_scores[s])))
+    return {"jf": np.asarray(jf_all), "chosen": np.asarray(chosen)}
+
+
+def summarize(scores: dict[str, np.ndarray]) -> dict[str, float]:
+    jf, chosen = scores["jf"], scores["chosen"]
+    picked = jf[np.arange(len(chosen)), chosen]
+    oracle = jf.max(axis=1)
+    wrong = (picked < WRONG_OBJECT[0]) & (oracle > WRONG_OBJECT[1])
+    return {"n": len(chosen), "chosen": 100 * picked.mean(), "oracle": 100 * oracle.mean(),
+            "mean_query": 100 * jf.mean(), "same_as_oracle": 100 * (jf.argmax(axis=1) == chosen).mean(),
+            "wrong_object": 100 * wrong.mean()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from vdit.inference.predictor import VDITPredictor
+    from vdit.mini.builtin import load_builtin_model
+    from vdit.mini.data import default_data_dir
+    from vdit.mini.train import ensure_mini_benchmark
+    from vdit.models.vdit import VDIT
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--weights", default=None, help="a save_pretrained folder (default: the built-in head)")
+    ap.add_argument("--data", default=None, help="the generated benchmark (default: vdit mini's)")
+    ap.add_argument("--splits", nargs="+", default=["valid", "heldout"])
+    ap.add_argument("--limit", type=int, default=None, help="videos per split")
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    root = ensure_mini_benchmark(args.data or default_data_dir())
+    model = load_builtin_model() if args.weights is None else VDIT.from_pretrained(Path(args.weights).absolute())
+    side = model.cfg.input_short_side
+    # as `vdit mini eval`: the benchmark's native size, fp32, whole video as one clip
+    predictor = VDITPredictor(model=model, device="cpu", window=None, short_side=side, max_size=None, amp=False)
+    print(f"{'split':<10}{'n':>5}{'chosen J&F':>12}{'oracle J&F':>12}{'mean of Q':>11}{'choice=oracle %':>17}"
+          f"{'wrong object %':>16}")
+    for split in args.splits:
+        s = summarize(split_scores(predictor, root, split, args.limit))
+        print(f"{split:<10}{s['n']:>5}{s['chosen']:>12.1f}{s['oracle']:>12.1f}{s['mean_query']:>11.1f}"
+              f"{s['same_as_oracle']:>17.1f}{s['wrong_object']:>16.1f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -55,7 +55,7 @@ import time
 import weakref
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +66,10 @@ from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.weak import WeakTensorKeyDictionary
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+if TYPE_CHECKING:
+    from vdit.data.types import ClipBatch
+    from vdit.training import TrainingWrapper
 
 # ------------------------------------------------------------------------------------------------
 # The issue's settings and figures (issue 6), printed beside ours.
@@ -463,14 +467,30 @@ class FixedMatcher(nn.Module):
         return torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
 
 
-def make_targets(b: int, t: int, h: int, w: int, device: str | torch.device) -> SimpleNamespace:
-    """One box-shaped object per clip, valid in every frame."""
+def make_batch(frames: Tensor, text: str = TEXTS[0]) -> ClipBatch:
+    """A training batch of `frames` [B,T,3,H,W] (on their device): one box-shaped object per clip, valid
+    in every frame, no padding."""
+    from vdit.data.types import ClipBatch
+
+    b, t, _, h, w = frames.shape
+    device = frames.device
     masks = torch.zeros(b, t, h, w)
     masks[:, :, h // 4: h // 2, w // 3: w // 2] = 1
     boxes = torch.tensor([(w // 3 + w // 2) / 2 / w, (h // 4 + h // 2) / 2 / h, (w // 2 - w // 3) / w,
                           (h // 2 - h // 4) / h]).expand(b, t, 4).clone()
-    return SimpleNamespace(masks=masks.to(device), boxes=boxes.to(device),
-                           valid=torch.ones(b, t, dtype=torch.bool).to(device))
+    sizes = torch.tensor([[h, w]] * b).to(device)
+    return ClipBatch(frames=frames, pad_mask=torch.zeros(b, t, h, w, dtype=torch.bool).to(device),
+                     masks=masks.to(device), boxes=boxes.to(device),
+                     valid=torch.ones(b, t, dtype=torch.bool).to(device), sizes=sizes, orig_sizes=sizes,
+                     texts=[text] * b)
+
+
+def meta_training_step(model: nn.Module) -> TrainingWrapper:
+    """The training step of `model` with FixedMatcher (meta tensors hold no values to match on)."""
+    from vdit.losses import build_criterion
+    from vdit.training import TrainingWrapper
+
+    return TrainingWrapper(model, FixedMatcher(), build_criterion(model.cfg.loss, model.cfg.head.dec_layers))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -514,7 +534,7 @@ def count_inference_flops(preset: str, frames: int, size: tuple[int, int]) -> di
         z = vis.latent_mean
         count("unet", lambda: bb.unet(z, bb.timestep, encoder_hidden_states=prompt))
         count("unet_no_tail", lambda: unet_taps(bb.unet, z, bb.timestep, prompt.repeat_interleave(frames, dim=0)))
-        count("model_with_visual", lambda: model(x, text, visual=vis))
+        count("model_with_visual", lambda: model.predict(x, text, visual=vis))
     out["rest"] = out.pop("model_with_visual") - out["unet_no_tail"] - out["t2v_text"] - out["roberta"]
     out["per_sentence_ours"] = out["unet_no_tail"] + out["rest"] + out["t2v_text"] + out["roberta"]
     out["visual"] = out["vae_encoder"] + out["clip_vision"]
@@ -525,16 +545,11 @@ def count_inference_flops(preset: str, frames: int, size: tuple[int, int]) -> di
 
 def count_training_flops(preset: str, frames: int, size: tuple[int, int], grad_ckpt: bool) -> float:
     """FLOPs of one training step (forward with matching, loss, backward) on the meta device."""
-    from vdit.losses import SetCriterion
-
     model = build_model(preset, "meta", grad_ckpt=grad_ckpt).train()
-    model.matcher = FixedMatcher()
-    crit = SetCriterion(num_aux_layers=model.cfg.head.dec_layers - 1)
+    step = meta_training_step(model)
     h, w = size
     with meta_accounting(count_flops=True) as acc:
-        out = model(torch.zeros(1, frames, 3, h, w, device="meta"), [TEXTS[0]],
-                    targets=make_targets(1, frames, h, w, "meta"))
-        crit(out, out["targets"])["loss"].backward()
+        step(make_batch(torch.zeros(1, frames, 3, h, w, device="meta")))["loss"].backward()
     return float(acc.flops.get_total_flops())
 
 
@@ -609,11 +624,8 @@ def plan_training_memory(preset: str, frames: int, size: tuple[int, int], frozen
                          sdpa_kernel: Callable | None = sdpa_efficient) -> MemoryPlan:
     """One training step (forward, loss, backward, AdamW step) on the meta device, tracked storage by
     storage. The second step's peak is reported (the optimizer state exists from the first step on)."""
-    from vdit.losses import SetCriterion
-
     model = build_model(preset, "meta", frozen_dtype=frozen_dtype, grad_ckpt=grad_ckpt).train()
-    model.matcher = FixedMatcher()
-    crit = SetCriterion(num_aux_layers=model.cfg.head.dec_layers - 1)
+    train_step = meta_training_step(model)
     trainable = [p for p in model.parameters() if p.requires_grad]
     frozen = [p for p in model.parameters() if not p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=1e-4, foreach=True)
@@ -623,16 +635,14 @@ def plan_training_memory(preset: str, frames: int, size: tuple[int, int], frozen
         acc.memory.track(list(model.parameters()) + list(model.buffers()))
         for step in range(2):
             acc.functions.weight_cache.clear()
-            frames_t = torch.zeros(1, frames, 3, h, w, device="meta")
-            targets = make_targets(1, frames, h, w, "meta")
+            batch = make_batch(torch.zeros(1, frames, 3, h, w, device="meta"))
             if step == 1:
                 acc.memory.reset_peak()
             before = acc.memory.current
-            out = model(frames_t, [TEXTS[0]], targets=targets)
-            loss = crit(out, out["targets"])["loss"]
+            loss = train_step(batch)["loss"]
             activations = (acc.memory.current - before) / GB
             loss.backward()
-            del out, loss
+            del loss
             acc.functions.weight_cache.clear()
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -821,7 +831,7 @@ def _mask_agreement(ref: list, other: list, margin: float) -> str:
 LEVERS_LABEL = "  + issue-17 levers (text caches, no loss syncs, fused AdamW)"
 
 
-def _issue17_levers(model: nn.Module, crit: nn.Module, device: torch.device, on: bool) -> None:
+def _issue17_levers(model: nn.Module, step: nn.Module, device: torch.device, on: bool) -> None:
     """What `vdit train` adds to a step (vdit.engine.trainer._set_up_speed_levers): per-sentence caches of
     the frozen text encoders and the matcher / loss without value checks (the trainer checks the targets
     on the host). Off: the plain path of the other rows."""
@@ -830,12 +840,12 @@ def _issue17_levers(model: nn.Module, crit: nn.Module, device: torch.device, on:
     storage = "cpu" if device.type == "cuda" else None
     model.text_encoder.feature_cache = TextFeatureCache(16, storage) if on else None
     model.backbone.prompt_cache = TextFeatureCache(16, storage) if on else None
-    model.matcher.check_values = crit.check_values = not on
+    step.matcher.check_values = step.criterion.check_values = not on
 
 
 def time_training(args, device: torch.device) -> list[dict]:
     from vdit.engine.trainer import compile_head, frozen_weights_dtype
-    from vdit.losses import SetCriterion
+    from vdit.training import TrainingWrapper
 
     t, (h, w) = args.train_frames, tuple(args.train_size)
     ours = frozen_weights_dtype("bf16")  # what `vdit train --amp bf16` loads the frozen weights in
@@ -852,8 +862,7 @@ def time_training(args, device: torch.device) -> list[dict]:
     if args.compile:
         configs.append(("  + torch.compile(head, matcher, loss)", ours, torch.bfloat16, False, True))
     gen = torch.Generator().manual_seed(0)
-    frames = torch.randn(1, t, 3, h, w, generator=gen).to(device)
-    targets = make_targets(1, t, h, w, device)
+    batch = make_batch(torch.randn(1, t, 3, h, w, generator=gen).to(device))
     rows = []
     built: tuple[Any, Any] | None = None
     for label, frozen_dtype, amp_dtype, ckpt, levers in configs:
@@ -863,18 +872,17 @@ def time_training(args, device: torch.device) -> list[dict]:
             built = (frozen_dtype, build_model(args.preset, device, frozen_dtype=frozen_dtype).train())
         model = built[1]
         model.backbone.cfg.grad_ckpt = ckpt
-        crit = SetCriterion(num_aux_layers=model.cfg.head.dec_layers - 1)
-        _issue17_levers(model, crit, device, levers)
+        train_step = TrainingWrapper.from_model(model)
+        _issue17_levers(model, train_step, device, levers)
         if "compile" in label:
-            compile_head(model, crit)
+            compile_head(train_step)
         fused = {"fused": True} if levers and device.type == "cuda" else {}
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, **fused)
 
         def step():
             cast = contextlib.nullcontext() if amp_dtype is None else torch.autocast(device.type, dtype=amp_dtype)
             with cast:
-                out = model(frames, [TEXTS[0]], targets=targets)
-                loss = crit(out, out["targets"])["loss"]
+                loss = train_step(batch)["loss"]
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -884,7 +892,7 @@ def time_training(args, device: torch.device) -> list[dict]:
         row = {"label": label, "sec": sec, "peak_gb": peak / GB}
         row["tflops"] = training_flops(args.preset, t, (h, w), ckpt) / sec
         rows.append(row)
-        _issue17_levers(model, crit, device, False)
+        _issue17_levers(model, train_step, device, False)
         del opt
     del built
     _free(device)

@@ -13,6 +13,8 @@ import pytest
 import torch
 from torch import nn
 
+from vdit.models.vdit import VDIT
+
 H, W = 64, 96
 SHORT = 64
 COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60)}
@@ -72,8 +74,9 @@ class ColourOracle(nn.Module):
             out |= (g > 0.5) & (r < 0.4) & (b < 0.4)
         return out
 
-    def forward(self, frames, texts, pad_mask=None, sizes=None, targets=None, valid_indices=None, visual=None,
-                mask_queries="best"):
+    def forward(self, frames, texts, pad_mask=None, sizes=None, valid_indices=None, visual=None, check_values=True):
+        from vdit.models.outputs import HeadOutput, LayerPredictions
+
         self.calls += 1
         b, t = frames.shape[:2]
         if valid_indices is not None:
@@ -83,11 +86,18 @@ class ColourOracle(nn.Module):
         good = torch.where(masks, self.mask_logit, -self.mask_logit)
         per_query = torch.stack([good] + [-good] * (self.num_queries - 1), dim=2)  # [B,t,Q,H,W]
         logits = torch.tensor(self.query_logits).view(1, 1, -1, 1).expand(b, t, -1, 1)
-        scores = logits.sigmoid().mean(1).amax(-1)
-        best = scores.argmax(-1)
-        pred = per_query[torch.arange(b), :, best] if mask_queries == "best" else per_query
-        return {"pred_logits": logits, "pred_boxes": torch.zeros(b, t, self.num_queries, 4), "scores": scores,
-                "best_query": best, "pred_masks": pred, "pred_masks_low": per_query, "sizes": sizes}
+        # the "dynamic features" are the masks themselves, which `refine_masks` passes through
+        layer = LayerPredictions(pred_logits=logits, pred_boxes=torch.zeros(b, t, self.num_queries, 4),
+                                 masks_low=per_query, dynamic=per_query[:, :, :, None])
+        return HeadOutput(layers=[layer], levels=[], sizes=sizes)
+
+    def refine_masks(self, dyn_sel, levels):
+        return dyn_sel[:, :, 0]
+
+    # VDIT's own inference verbs, on top of the oracle's forward and refine_masks
+    predict = VDIT.predict
+    inference_outputs = VDIT.inference_outputs
+    all_query_masks = VDIT.all_query_masks
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from torch import nn
 
 from vdit.inference import benchmarks_video
 from vdit.inference.benchmarks import METRICS_FILE, BenchmarkOptions, run_benchmark
+from vdit.models.vdit import VDIT
 
 H, W = 64, 96  # the frames of the drivers' tiny benchmarks (conftest)
 
@@ -27,6 +28,13 @@ class Sized(nn.Module):
     def forward(self, frames, texts, pad_mask=None, sizes=None, **kw):
         self.sizes.extend(tuple(int(v) for v in s) for s in sizes)
         return self.inner(frames, texts, pad_mask=pad_mask, sizes=sizes, **kw)
+
+    def refine_masks(self, dyn_sel, levels):
+        return self.inner.refine_masks(dyn_sel, levels)
+
+    predict = VDIT.predict
+    inference_outputs = VDIT.inference_outputs
+    all_query_masks = VDIT.all_query_masks
 
 
 @pytest.mark.parametrize("recorded, short_side, expected", [

@@ -68,8 +68,8 @@ def test_layout1_folder_loads_to_the_same_parameters_and_masks(tiny_root, tmp_pa
         assert torch.equal(p, own[name]), name
     x = torch.randn(1, 2, 3, 64, 96)
     with torch.no_grad():
-        a, b = model(x, ["the red circle"]), again(x, ["the red circle"])
-    assert torch.equal(a["pred_masks"], b["pred_masks"])
+        a, b = model.predict(x, ["the red circle"]), again.predict(x, ["the red circle"])
+    assert torch.equal(a.pred_masks, b.pred_masks)
 
 
 def test_layout1_init_weights_and_optimiser_moments(tiny_root, tmp_path):

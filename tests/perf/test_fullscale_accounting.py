@@ -22,12 +22,10 @@ def _tracked_step(fs, device: str, grad_ckpt: bool) -> dict:
 
 
 def _run_tracked_step(fs, device: str, grad_ckpt: bool) -> dict:
-    from vdit.losses import SetCriterion
     from vdit.models.ops import ms_deform_attn as msda
 
     model = fs.build_model("tiny", device, grad_ckpt=grad_ckpt).train()
-    model.matcher = fs.FixedMatcher()
-    crit = SetCriterion(num_aux_layers=model.cfg.head.dec_layers - 1)
+    step = fs.meta_training_step(model)
     t, h, w = 2, 64, 96
     # Both runs use the grid_sample deformable attention (meta cannot run the gather backward) and the
     # SDPA kernel CPU picks, so they must allocate the same tensors.
@@ -37,15 +35,13 @@ def _run_tracked_step(fs, device: str, grad_ckpt: bool) -> dict:
         with fs.meta_accounting(sdpa_kernel=fs.sdpa_cpu_flash if device == "meta" else None, device_type=device,
                                 deform_impl="grid_sample") as acc:
             torch.manual_seed(0)
-            frames = torch.randn(1, t, 3, h, w).to(device)
-            targets = fs.make_targets(1, t, h, w, device)
+            batch = fs.make_batch(torch.randn(1, t, 3, h, w).to(device), "the red circle")
             acc.memory.track(list(model.parameters()) + list(model.buffers()))
             base = acc.memory.current
-            out = model(frames, ["the red circle"], targets=targets)
-            loss = crit(out, out["targets"])["loss"]
+            loss = step(batch)["loss"]
             held = acc.memory.current - base
             loss.backward()
-            del out, loss
+            del loss
     finally:
         msda.set_default_impl(old, "cpu")
     return {"held": held, "peak": acc.memory.peak - base, "flops": acc.flops.get_total_flops(),

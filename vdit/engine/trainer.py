@@ -16,6 +16,8 @@ checkpoints ends with exactly the parameters of an uninterrupted run. This holds
 A non-finite loss (or, without fp16 loss scaling, a non-finite gradient norm) skips the optimiser step
 with a message and a `nonfinite` metrics record; `max_consecutive_nonfinite` skips in a row stop the
 run with `NonFiniteLossError`. Losses are never silently zeroed (the official engine does that).
+
+A step is `vdit.training.TrainingWrapper` (forward, matching, refinement of the matched query, loss).
 """
 from __future__ import annotations
 
@@ -48,17 +50,18 @@ from vdit.engine.optim import (
     TEXT_ENCODER_PREFIX, build_optimizer, build_scheduler, group_lrs, lr_scale, set_text_encoder_trainable,
 )
 from vdit.engine.sampler import EpochBatchSampler
-from vdit.models.text_cache import TextFeatureCache
 from vdit.errors import ConfigError, VditError
+from vdit.losses import LOSS_TERMS, build_criterion, build_matcher
+from vdit.models.text_cache import TextFeatureCache
+from vdit.training import TrainingWrapper
 
 RUN_CONFIG_FILE = "config.yaml"
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 SIZE_DIVISIBILITY = 32  # training batches are padded to a multiple of 32 (spec 5.3)
 NUMPY_SEED_MODULUS = 2**32
-MAIN_LAYER_TERMS = ("loss_ce", "loss_bbox", "loss_giou", "loss_mask", "loss_dice", "loss_mask_low", "loss_dice_low")
 # TensorBoard gets the total and the last decoder layer's terms, weighted (official log names) and raw
 # (`_unscaled`); metrics.jsonl gets every layer's (see vdit.engine.metrics.loss_log_values).
-TB_MAIN_TERMS = ("loss", *MAIN_LAYER_TERMS, *(k + UNSCALED_SUFFIX for k in MAIN_LAYER_TERMS))
+TB_MAIN_TERMS = ("loss", *LOSS_TERMS, *(k + UNSCALED_SUFFIX for k in LOSS_TERMS))
 
 
 # The head's modules `train.compile=head` compiles in place (with the matcher and the loss): the trainable
@@ -94,15 +97,16 @@ def frozen_weights_dtype(amp: str) -> torch.dtype | None:
     return torch.bfloat16 if amp == "bf16" else None
 
 
-def compile_head(model: nn.Module, criterion: nn.Module, **compile_kwargs: Any) -> int:
+def compile_head(wrapper: TrainingWrapper, **compile_kwargs: Any) -> int:
     """`torch.compile` in place (`nn.Module.compile`: names and state dicts unchanged) the head's modules
-    (HEAD_MODULES, each entry of a ModuleList on its own), the matcher and the criterion; returns how
-    many modules. The backbone is left as is (`DiffusionBackbone.compile_unet` is its own lever)."""
+    (HEAD_MODULES, each entry of a ModuleList on its own), the matcher and the criterion of a training
+    step; returns how many modules. The backbone is left as is (`DiffusionBackbone.compile_unet` is its
+    own lever)."""
     modules: list[nn.Module] = []
     for name in HEAD_MODULES:
-        module = getattr(model, name)
+        module = getattr(wrapper.model, name)
         modules.extend(module if isinstance(module, nn.ModuleList) else [module])
-    modules += [model.matcher, criterion]
+    modules += [wrapper.matcher, wrapper.criterion]
     for module in modules:
         module.compile(**compile_kwargs)
     return len(modules)
@@ -122,23 +126,6 @@ def check_targets_on_host(batch: Any) -> None:
     require_valid_frame_per_clip(targets.valid)
     xyxy = box_cxcywh_to_xyxy(targets.boxes)
     paired_generalized_box_iou(xyxy, xyxy)
-
-
-def _loss_weights(cfg: RunConfig) -> dict[str, float]:
-    lo = cfg.model.loss
-    return {"loss_ce": lo.cls, "loss_bbox": lo.bbox, "loss_giou": lo.giou, "loss_mask": lo.mask,
-            "loss_dice": lo.dice, "loss_mask_low": lo.mask, "loss_dice_low": lo.dice}
-
-
-def build_criterion(cfg: RunConfig, model: nn.Module) -> nn.Module:
-    """SetCriterion with the config's loss weights; the model's matcher; one auxiliary term set per
-    decoder layer but the last when aux_loss is on."""
-    from vdit.losses import SetCriterion
-
-    lo = cfg.model.loss
-    num_aux = cfg.model.head.dec_layers - 1 if lo.aux_loss else 0
-    return SetCriterion(weight_dict=_loss_weights(cfg), focal_alpha=lo.focal_alpha, focal_gamma=lo.focal_gamma,
-                        num_aux_layers=num_aux, matcher=getattr(model, "matcher", None))
 
 
 def prepare_run_dir(run_dir: Path, resuming: bool) -> tuple[Path | None, bool, RunLock]:
@@ -235,7 +222,10 @@ class Trainer:
                 self.log.info(f"wrote a synthetic benchmark ({cfg.data.synthetic_videos} videos) to {cfg.data.root}")
             seed_everything(self.tc.seed)
             self.model = self._build_model()
-            self.criterion = build_criterion(cfg, self.model)
+            # The value checks of the matcher and the loss are done on the host (`check_targets_on_host`).
+            self.criterion = build_criterion(cfg.model.loss, cfg.model.head.dec_layers, check_values=False)
+            self.wrapper = TrainingWrapper(self.model, build_matcher(cfg.model.loss, check_values=False),
+                                           self.criterion)
             self._set_up_speed_levers()
             self.scale = lr_scale(self.tc, self.dist.world_size)
             self.optimizer = build_optimizer(self.model, self.tc, self.scale, self.device)
@@ -249,7 +239,7 @@ class Trainer:
                 self._restore(resume)
             else:
                 seed_everything(self.tc.seed + self.dist.rank)  # the official per-rank seed
-            self.ddp_model = self._wrap(self.model)
+            self.ddp_wrapper = self._wrap(self.wrapper)
         except BaseException:
             self.log.close()
             _abandon_run_dir(self.run_dir, self._claim)
@@ -289,16 +279,15 @@ class Trainer:
                          f"{'' if tc.train_text_encoder else ' and RoBERTa'})")
         elif tc.text_cache > 0:
             notes.append("text cache off (backbone.official_frozen_dropout: the encoders run with dropout)")
-        model.matcher.check_values = False
-        self.criterion.check_values = False
         if tc.compile == "head":
-            n = compile_head(model, self.criterion, backend=tc.compile_backend)
+            n = compile_head(self.wrapper, backend=tc.compile_backend)
             notes.append(f"torch.compile of {n} head/loss modules ({tc.compile_backend})")
         self.log.info("speed levers: " + "; ".join(notes))
 
-    def _wrap(self, model: nn.Module) -> nn.Module:
+    def _wrap(self, wrapper: TrainingWrapper) -> nn.Module:
+        """DDP around the whole training step (forward, matching, refinement, loss)."""
         if not self.dist.distributed:
-            return model
+            return wrapper
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [self.device.index] if self.device.type == "cuda" else None
@@ -307,7 +296,7 @@ class Trainer:
         params = inspect.signature(DistributedDataParallel.__init__).parameters
         no_sync_buffers = {"forward_sync_buffers": False} if "forward_sync_buffers" in params \
             else {"broadcast_buffers": False}
-        return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=self.tc.find_unused_parameters,
+        return DistributedDataParallel(wrapper, device_ids=ids, find_unused_parameters=self.tc.find_unused_parameters,
                                        **no_sync_buffers)
 
     def _restore(self, ckpt: Checkpoint) -> None:
@@ -368,13 +357,11 @@ class Trainer:
         Non-finite terms are named by the criterion's keys.
         """
         batch = self._to_device(batch)
-        no_sync = getattr(self.ddp_model, "no_sync", None)
+        no_sync = getattr(self.ddp_wrapper, "no_sync", None)
         ctx = no_sync() if (no_sync is not None and not sync) else contextlib.nullcontext()
         with ctx:
             with self._autocast():
-                out = self.ddp_model(batch.frames, batch.texts, pad_mask=batch.pad_mask, sizes=batch.sizes,
-                                     targets=batch)
-                losses = self.criterion(out, out["targets"])
+                losses = self.ddp_wrapper(batch)
             loss = losses["loss"]
             # The micro-step's one device->host transfer: every term at once, for the finiteness check
             # and the logs (one read per term would wait on the device 29 times).

@@ -69,10 +69,11 @@ def predict_sample(model: nn.Module, sample: ClipSample, device: torch.device, t
     dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     ctx = torch.autocast(device_type=device.type, dtype=dtype) if amp else contextlib.nullcontext()
     with ctx:
-        out = model(xp, [sample.text], pad_mask=pad, sizes=sizes, valid_indices=valid, mask_queries="all")
+        head = model(xp, [sample.text], pad_mask=pad, sizes=sizes, valid_indices=valid)
+        all_masks = model.all_query_masks(head)  # [1,1,Q,Hp,Wp]
     # The head ran on the annotated frame only (A2D/JHMDB) or on the single image (RefCOCO): t = 1.
-    logits = out["pred_masks"][0, 0]  # [Q, Hp, Wp]
-    scores = out["pred_logits"][0, 0, :, 0].float().sigmoid().cpu()
+    logits = all_masks[0, 0]  # [Q, Hp, Wp]
+    scores = head.last.pred_logits[0, 0, :, 0].float().sigmoid().cpu()
     probs = logits_to_original(logits, sample.size, tuple(sample.orig_size))  # [Q, H0, W0]
     masks = (probs > threshold).cpu().numpy()
     image_id = sample.meta["image_id"]

@@ -37,6 +37,7 @@ from vdit.inference.windows import as_frame_iterable, check_window, iter_windows
 from vdit.models.backbone.diffusion_backbone import MIN_SIDE, VisualFeatures
 from vdit.models.head.text import check_texts
 from vdit.models.inputs import frames_to_tensor
+from vdit.models.outputs import InferenceOutput
 from vdit.models.vdit import INPUT_SIZE_DIVISIBILITY, VDIT, WEIGHTS_NAME
 
 # Spec 6.1: `sigmoid > 0.5` (`--threshold`).
@@ -408,27 +409,27 @@ class VDITPredictor:
         size = tuple(x.shape[-2:])
         xp, pad = pad_to_divisible(x)
         sizes = torch.tensor([size], dtype=torch.long, device=self.device)
-        outs: list[dict[str, torch.Tensor]] = []
+        outs: list[InferenceOutput] = []
         with torch.inference_mode(), self._autocast():
             vis = self.model.backbone.encode_visual(xp) if self.sharing != "none" else None
             group = self.max_text_batch if self.sharing == "batch" else 1
             for i in range(0, len(texts), group):
                 chunk = texts[i:i + group]
                 n = len(chunk)
-                out = self.model(xp.expand(n, *xp.shape[1:]), chunk, pad_mask=pad.expand(n, *pad.shape[1:]),
-                                 sizes=sizes.expand(n, 2), visual=None if vis is None else expand_visual(vis, n))
-                outs.append({k: out[k] for k in ("pred_masks", "pred_logits", "best_query", "scores")})
+                outs.append(self.model.predict(
+                    xp.expand(n, *xp.shape[1:]), chunk, pad_mask=pad.expand(n, *pad.shape[1:]),
+                    sizes=sizes.expand(n, 2), visual=None if vis is None else expand_visual(vis, n)))
             masks, probs_all, best, frame_scores, query_scores = [], [], [], [], []
             for out in outs:
-                for b in range(out["pred_masks"].shape[0]):
-                    q = int(out["best_query"][b])
-                    probs = logits_to_original(out["pred_masks"][b], size, original)
+                for b in range(out.pred_masks.shape[0]):
+                    q = int(out.best_query[b])
+                    probs = logits_to_original(out.pred_masks[b], size, original)
                     masks.append((probs > self.threshold).cpu().numpy())
                     if return_probs:
                         probs_all.append(probs.cpu().numpy().astype(np.float32))
                     best.append(q)
-                    frame_scores.append(out["pred_logits"][b, :, q, 0].float().sigmoid().cpu().numpy())
-                    query_scores.append(out["scores"][b].float().cpu().numpy())
+                    frame_scores.append(out.pred_logits[b, :, q, 0].float().sigmoid().cpu().numpy())
+                    query_scores.append(out.scores[b].float().cpu().numpy())
         return WindowResult(
             index=index, start=start, end=start + t, texts=list(texts),
             masks=np.stack(masks), chosen_query=np.asarray(best, dtype=np.int64),

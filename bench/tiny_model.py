@@ -55,7 +55,7 @@ def main() -> None:
     for ckpt in (False, True):
         torch.manual_seed(0)
         model = VDIT.from_config(apply_overrides(tiny_config(root), [f"backbone.grad_ckpt={str(ckpt).lower()}"]))
-        train_step = TrainingWrapper.from_model(model)
+        wrapper = TrainingWrapper.from_model(model)
 
         def infer():
             model.eval()
@@ -64,7 +64,7 @@ def main() -> None:
 
         def train_step():
             model.train()
-            train_step(batch)["loss"].backward()
+            wrapper(batch)["loss"].backward()
 
         if not ckpt:
             rows.append(("inference forward", timed(infer)))

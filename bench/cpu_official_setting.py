@@ -17,7 +17,7 @@ The official forward padded the frames to 128x192; ours pads to a multiple of 16
 the 112x176 frames run at 112x176. `--pad-to 128 192` feeds ours the frames zero-padded to 128x192 with
 their padding mask instead (the same pixels the official forward ran on; ~17 % more work).
 
-What is timed: `VDIT.forward(frames [1,3,3,H,W], [text])` in eval mode under `torch.inference_mode`,
+What is timed: `VDIT.predict(frames [1,3,3,H,W], [text])` in eval mode under `torch.inference_mode`,
 fp32, `--threads` intra-op threads, `--warmup` runs then `--repeats` runs of each variant, interleaved
 (the machine may be shared: variants see the same load; the load average is printed beside each figure):
 
@@ -300,7 +300,7 @@ def count_part_flops(preset: str, shallow: bool, inputs: dict[str, Any]) -> dict
     parts = Parts(model)
     with meta_accounting(count_flops=False), parts, _FlopsToPart(parts):
         meta = {k: v.to("meta") for k, v in inputs.items()}  # inside: the accounting keeps their values
-        parts.run(lambda: model(meta["frames"], [TEXT], pad_mask=meta.get("pad_mask"), sizes=meta.get("sizes")))
+        parts.run(lambda: model.predict(meta["frames"], [TEXT], pad_mask=meta.get("pad_mask"), sizes=meta.get("sizes")))
     flops = dict(parts.flops)
     # The stock UNet forward (what the official code runs: the tail up_blocks[3], conv_norm_out, conv_out
     # too) on the same latents, for the official forward's work.
@@ -361,7 +361,7 @@ def conv_sweep(model, inputs: dict[str, Any], repeats: int) -> list[tuple]:
             return func(*args, **kwargs)
 
     with variant(model, "before issue 16 (stock kernels)"), Collect():
-        model(inputs["frames"], [TEXT], pad_mask=inputs.get("pad_mask"), sizes=inputs.get("sizes"))
+        model.predict(inputs["frames"], [TEXT], pad_mask=inputs.get("pad_mask"), sizes=inputs.get("sizes"))
     rows = []
     saved = cpu_kernels.SMALL_CONV_ROWS
     cpu_kernels.SMALL_CONV_ROWS = 1 << 62
@@ -419,7 +419,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     inputs = make_inputs(args.frames, (h, w), pad_to)
 
     def forward():
-        return model(inputs["frames"], [TEXT], pad_mask=inputs.get("pad_mask"), sizes=inputs.get("sizes"))
+        return model.predict(inputs["frames"], [TEXT], pad_mask=inputs.get("pad_mask"), sizes=inputs.get("sizes"))
 
     runs: dict[str, list[float]] = {v: [] for v in variants}
     faults: dict[str, list[int]] = {v: [] for v in variants}
@@ -431,7 +431,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for v in variants:  # warm-up, and the outputs each variant gives
             with variant(model, v):
                 for _ in range(max(args.warmup, 1)):
-                    outputs[v] = forward()["pred_masks"]
+                    outputs[v] = forward().pred_masks
         if "before issue 16 (stock kernels)" in outputs:
             ref = outputs["before issue 16 (stock kernels)"]
             max_diff = ((outputs["ours"] - ref).abs().max() / ref.abs().max()).item()

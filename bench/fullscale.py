@@ -53,7 +53,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -61,8 +61,12 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vdit.profiling import (  # noqa: E402
-    TEXTS, FixedMatcher, build_model, inference_flops, make_targets, meta_accounting, sdpa_efficient, training_flops,
+    TEXTS, build_model, inference_flops, make_batch, meta_accounting, meta_training_step, sdpa_efficient,
+    training_flops,
 )
+
+if TYPE_CHECKING:
+    from vdit.training import TrainingWrapper
 
 # ------------------------------------------------------------------------------------------------
 # The issue's settings and figures (issue 6), printed beside ours.
@@ -143,11 +147,8 @@ def plan_training_memory(preset: str, frames: int, size: tuple[int, int], frozen
                          sdpa_kernel: Callable | None = sdpa_efficient) -> MemoryPlan:
     """One training step (forward, loss, backward, AdamW step) on the meta device, tracked storage by
     storage. The second step's peak is reported (the optimizer state exists from the first step on)."""
-    from vdit.losses import SetCriterion
-
     model = build_model(preset, "meta", frozen_dtype=frozen_dtype, grad_ckpt=grad_ckpt).train()
-    model.matcher = FixedMatcher()
-    crit = SetCriterion(num_aux_layers=model.cfg.head.dec_layers - 1)
+    train_step = meta_training_step(model)
     trainable = [p for p in model.parameters() if p.requires_grad]
     frozen = [p for p in model.parameters() if not p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=1e-4, foreach=True)
@@ -157,16 +158,14 @@ def plan_training_memory(preset: str, frames: int, size: tuple[int, int], frozen
         acc.memory.track(list(model.parameters()) + list(model.buffers()))
         for step in range(2):
             acc.functions.weight_cache.clear()
-            frames_t = torch.zeros(1, frames, 3, h, w, device="meta")
-            targets = make_targets(1, frames, h, w, "meta")
+            batch = make_batch(torch.zeros(1, frames, 3, h, w, device="meta"))
             if step == 1:
                 acc.memory.reset_peak()
             before = acc.memory.current
-            out = model(frames_t, [TEXTS[0]], targets=targets)
-            loss = crit(out, out["targets"])["loss"]
+            loss = train_step(batch)["loss"]
             activations = (acc.memory.current - before) / GB
             loss.backward()
-            del out, loss
+            del loss
             acc.functions.weight_cache.clear()
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -375,7 +374,7 @@ def _mask_agreement(ref: list, other: list, margin: float) -> str:
 LEVERS_LABEL = "  + issue-17 levers (text caches, no loss syncs, fused AdamW)"
 
 
-def _issue17_levers(model: nn.Module, crit: nn.Module, device: torch.device, on: bool) -> None:
+def _issue17_levers(model: nn.Module, step: nn.Module, device: torch.device, on: bool) -> None:
     """What `vdit train` adds to a step (vdit.engine.trainer._set_up_speed_levers): per-sentence caches of
     the frozen text encoders and the matcher / loss without value checks (the trainer checks the targets
     on the host). Off: the plain path of the other rows."""
@@ -384,12 +383,12 @@ def _issue17_levers(model: nn.Module, crit: nn.Module, device: torch.device, on:
     storage = "cpu" if device.type == "cuda" else None
     model.text_encoder.feature_cache = TextFeatureCache(16, storage) if on else None
     model.backbone.prompt_cache = TextFeatureCache(16, storage) if on else None
-    model.matcher.check_values = crit.check_values = not on
+    step.matcher.check_values = step.criterion.check_values = not on
 
 
 def time_training(args, device: torch.device) -> list[dict]:
     from vdit.engine.trainer import compile_head, frozen_weights_dtype
-    from vdit.losses import SetCriterion
+    from vdit.training import TrainingWrapper
 
     t, (h, w) = args.train_frames, tuple(args.train_size)
     ours = frozen_weights_dtype("bf16")  # what `vdit train --amp bf16` loads the frozen weights in
@@ -406,8 +405,7 @@ def time_training(args, device: torch.device) -> list[dict]:
     if args.compile:
         configs.append(("  + torch.compile(head, matcher, loss)", ours, torch.bfloat16, False, True))
     gen = torch.Generator().manual_seed(0)
-    frames = torch.randn(1, t, 3, h, w, generator=gen).to(device)
-    targets = make_targets(1, t, h, w, device)
+    batch = make_batch(torch.randn(1, t, 3, h, w, generator=gen).to(device))
     rows = []
     built: tuple[Any, Any] | None = None
     for label, frozen_dtype, amp_dtype, ckpt, levers in configs:
@@ -417,18 +415,17 @@ def time_training(args, device: torch.device) -> list[dict]:
             built = (frozen_dtype, build_model(args.preset, device, frozen_dtype=frozen_dtype).train())
         model = built[1]
         model.backbone.cfg.grad_ckpt = ckpt
-        crit = SetCriterion(num_aux_layers=model.cfg.head.dec_layers - 1)
-        _issue17_levers(model, crit, device, levers)
+        train_step = TrainingWrapper.from_model(model)
+        _issue17_levers(model, train_step, device, levers)
         if "compile" in label:
-            compile_head(model, crit)
+            compile_head(train_step)
         fused = {"fused": True} if levers and device.type == "cuda" else {}
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, **fused)
 
         def step():
             cast = contextlib.nullcontext() if amp_dtype is None else torch.autocast(device.type, dtype=amp_dtype)
             with cast:
-                out = model(frames, [TEXTS[0]], targets=targets)
-                loss = crit(out, out["targets"])["loss"]
+                loss = train_step(batch)["loss"]
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -438,7 +435,7 @@ def time_training(args, device: torch.device) -> list[dict]:
         row = {"label": label, "sec": sec, "peak_gb": peak / GB}
         row["tflops"] = training_flops(args.preset, t, (h, w), ckpt) / sec
         rows.append(row)
-        _issue17_levers(model, crit, device, False)
+        _issue17_levers(model, train_step, device, False)
         del opt
     del built
     _free(device)

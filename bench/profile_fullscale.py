@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import fullscale as fs  # noqa: E402
-from vdit.profiling import TEXTS, build_model, inference_flops, make_targets  # noqa: E402
+from vdit.profiling import TEXTS, build_model, inference_flops, make_batch  # noqa: E402
 
 VARIANTS = ("autocast", "native", "hostclip", "deviceclip", "cudnn", "gridsample", "triton", "channels_last",
             "compile_vae", "compile", "fullcompile")
@@ -230,15 +230,14 @@ def run_inference(args, device: torch.device) -> None:
 
 
 def run_training(args, device: torch.device) -> None:
-    from vdit.losses import SetCriterion
+    from vdit.training import TrainingWrapper
 
     t, (h, w) = args.train_frames, tuple(args.train_size)
     model = build_model(args.preset, device, frozen_dtype=torch.bfloat16).train()
     model.backbone.cfg.grad_ckpt = args.grad_ckpt
-    crit = SetCriterion(num_aux_layers=model.cfg.head.dec_layers - 1)
+    train_step = TrainingWrapper.from_model(model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-    frames = torch.randn(1, t, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device)
-    targets = make_targets(1, t, h, w, device)
+    batch = make_batch(torch.randn(1, t, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device))
     marks: dict[str, list] = defaultdict(list)
 
     def mark():
@@ -251,17 +250,17 @@ def run_training(args, device: torch.device) -> None:
     def step(record: bool = False):
         m0 = mark() if record else None
         with torch.autocast(device.type, dtype=torch.bfloat16):
-            out = model(frames, [TEXTS[0]], targets=targets)
+            out = train_step.matched_outputs(batch)
             m1 = mark() if record else None
-            loss = crit(out, out["targets"])["loss"]
+            loss = train_step.criterion(out, batch)["loss"]
         m2 = mark() if record else None
         loss.backward()
         m3 = mark() if record else None
         opt.step()
         opt.zero_grad(set_to_none=True)
         if record:
-            marks["forward"].append((m0, m1))
-            marks["loss (matcher incl.)"].append((m1, m2))
+            marks["forward"].append((m0, m1))  # the model, matching and refinement of the matched query
+            marks["loss"].append((m1, m2))
             marks["backward"].append((m2, m3))
             marks["optimizer"].append((m3, mark()))
         return loss

@@ -12,7 +12,6 @@ import argparse
 import statistics
 import tempfile
 import time
-from types import SimpleNamespace
 
 import torch
 
@@ -27,9 +26,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from vdit.config import apply_overrides, tiny_config
-    from vdit.losses import SetCriterion
+    from vdit.data.types import ClipBatch
     from vdit.models.vdit import VDIT
     from vdit.testing import build_tiny_foundation
+    from vdit.training import TrainingWrapper
 
     root = build_tiny_foundation(tempfile.mkdtemp(prefix="vdit-bench-"))
     t, (h, w) = args.frames, args.size
@@ -37,7 +37,10 @@ def main() -> None:
     masks = torch.zeros(1, t, h, w)
     masks[..., h // 4 : h // 2, w // 4 : w // 2] = 1
     boxes = torch.tensor([0.375, 0.375, 0.25, 0.25]).expand(1, t, 4).clone()
-    targets = SimpleNamespace(masks=masks, boxes=boxes, valid=torch.ones(1, t, dtype=torch.bool))
+    text = "the small red circle moving left"
+    batch = ClipBatch(frames=frames, pad_mask=torch.zeros(1, t, h, w, dtype=torch.bool), masks=masks, boxes=boxes,
+                      valid=torch.ones(1, t, dtype=torch.bool), sizes=torch.tensor([[h, w]]),
+                      orig_sizes=torch.tensor([[h, w]]), texts=[text])
 
     def timed(fn) -> float:
         fn()  # warm-up
@@ -52,17 +55,16 @@ def main() -> None:
     for ckpt in (False, True):
         torch.manual_seed(0)
         model = VDIT.from_config(apply_overrides(tiny_config(root), [f"backbone.grad_ckpt={str(ckpt).lower()}"]))
-        crit = SetCriterion(num_aux_layers=model.cfg.head.dec_layers - 1)
+        wrapper = TrainingWrapper.from_model(model)
 
         def infer():
             model.eval()
             with torch.no_grad():
-                model(frames, ["the small red circle moving left"])
+                model.predict(frames, [text])
 
         def train_step():
             model.train()
-            out = model(frames, ["the small red circle moving left"], targets=targets)
-            crit(out, out["targets"])["loss"].backward()
+            wrapper(batch)["loss"].backward()
 
         if not ckpt:
             rows.append(("inference forward", timed(infer)))

@@ -193,10 +193,10 @@ def test_converted_model_gives_the_same_outputs(converted, source_model):
     frames = torch.randn(1, 2, 3, 64, 80)
     texts = ["the red circle moving left"]
     with torch.no_grad():
-        a = source_model(frames, texts, mask_queries="all")
-        b = model(frames, texts, mask_queries="all")
-    for key in ("pred_logits", "pred_boxes", "pred_masks", "pred_masks_low"):
-        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-5)
+        a, b = source_model(frames, texts), model(frames, texts)
+        torch.testing.assert_close(source_model.all_query_masks(a), model.all_query_masks(b), rtol=1e-5, atol=1e-5)
+    for key in ("pred_logits", "pred_boxes", "masks_low"):
+        torch.testing.assert_close(getattr(a.last, key), getattr(b.last, key), rtol=1e-5, atol=1e-5)
 
 
 def test_frozen_check_reports_a_changed_foundation_weight(tmp_path, source_model, tiny_root):
@@ -372,7 +372,8 @@ def test_converted_masks_follow_the_official_controller_layout(tmp_path, source_
     pad[:, :, :52, :70] = False
     try:
         with torch.no_grad():
-            out = model(frames, ["the red circle moving left"], pad_mask=pad, sizes=sizes, mask_queries="all")
+            head = model(frames, ["the red circle moving left"], pad_mask=pad, sizes=sizes)
+            all_masks = model.all_query_masks(head)
     finally:
         for hook in hooks:
             hook.remove()
@@ -388,7 +389,7 @@ def test_converted_masks_follow_the_official_controller_layout(tmp_path, source_
                                 sizes.repeat_interleave(t, dim=0), hd.dynamic_mask_channels)  # [T,Q,c,h8,w8]
         q = dyn.shape[1]
         low = ref.low_res_masks(dyn)
-        torch.testing.assert_close(out["pred_masks_low"], low.reshape(b, t, q, h // 2, w // 2), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(head.last.masks_low, low.reshape(b, t, q, h // 2, w // 2), rtol=1e-5, atol=1e-5)
         for j in range(q):
             m = ref.mso(dyn[:, j], levels[1], levels[0], convs)
-            torch.testing.assert_close(out["pred_masks"][0, :, j], m[:, 0], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(all_masks[0, :, j], m[:, 0], rtol=1e-5, atol=1e-5)

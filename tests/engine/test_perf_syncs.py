@@ -9,11 +9,11 @@ modules, listed in FORWARD_SYNCS_ELSEWHERE (a new sync anywhere makes the test f
 from __future__ import annotations
 
 from collections import Counter
-from types import SimpleNamespace
 
 import pytest
 import torch
 
+from _batch_helpers import box_batch
 from vdit.engine.syncs import DATA_DEPENDENT, HOST_READ, SCALAR_READ, TRANSFER, SyncCounter
 
 # Files of the training step whose syncs issue 17 removed: none may appear in a count.
@@ -106,29 +106,19 @@ def tiny_model(tiny_root):
 
     torch.manual_seed(0)
     model = VDIT.from_config(tiny_config(tiny_root)).train()
-    model.matcher.check_values = False
     model.text_encoder.feature_cache = TextFeatureCache(8)
     model.backbone.prompt_cache = TextFeatureCache(8)
     return model
 
 
-def _targets(b: int, t: int, h: int, w: int) -> SimpleNamespace:
-    masks = torch.zeros(b, t, h, w)
-    masks[:, :, h // 4: h // 2, w // 3: w // 2] = 1
-    boxes = torch.tensor([0.42, 0.375, 0.17, 0.25]).expand(b, t, 4).clone()
-    return SimpleNamespace(masks=masks, boxes=boxes, valid=torch.ones(b, t, dtype=torch.bool))
-
-
 def test_tiny_training_forward_and_loss_syncs(tiny_model):
-    from vdit.losses import SetCriterion
+    from vdit.training import TrainingWrapper
 
-    criterion = SetCriterion(num_aux_layers=tiny_model.cfg.head.dec_layers - 1, check_values=False)
-    frames = torch.randn(1, 2, 3, 64, 96, generator=torch.Generator().manual_seed(1))
-    targets = _targets(1, 2, 64, 96)
-    tiny_model(frames, ["the red circle"], targets=targets)  # fills the text caches (a miss encodes)
+    step = TrainingWrapper.from_model(tiny_model, check_values=False)
+    batch = box_batch(torch.randn(1, 2, 3, 64, 96, generator=torch.Generator().manual_seed(1)), ["the red circle"])
+    step(batch)  # fills the text caches (a miss encodes)
     with SyncCounter() as syncs:
-        out = tiny_model(frames, ["the red circle"], targets=targets)
-        criterion(out, out["targets"])["loss"]
+        step(batch)["loss"]
     ours = [e for e in syncs.events if e.where.split(":")[0] in SYNC_FREE_FILES]
     assert not ours, [(e.kind, e.where) for e in ours]
     per_file = Counter(e.where.split(":")[0] for e in syncs.events)

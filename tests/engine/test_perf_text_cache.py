@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from _batch_helpers import box_batch
 from vdit.errors import ConfigError
 from vdit.models.text_cache import TextFeatureCache
 
@@ -89,13 +90,10 @@ def test_cached_text_features_equal_the_encoders(model):
 
 
 def test_training_outputs_unchanged_by_the_cache(model):
-    from types import SimpleNamespace
+    from vdit.training import TrainingWrapper
 
-    frames = torch.randn(1, 2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
-    masks = torch.zeros(1, 2, 64, 64)
-    masks[..., 16:40, 20:44] = 1
-    targets = SimpleNamespace(masks=masks, boxes=torch.tensor([0.5, 0.44, 0.375, 0.375]).expand(1, 2, 4).clone(),
-                              valid=torch.ones(1, 2, dtype=torch.bool))
+    batch = box_batch(torch.randn(1, 2, 3, 64, 64, generator=torch.Generator().manual_seed(3)), [SENTENCES[2]])
+    step = TrainingWrapper.from_model(model)
     outs = []
     for cached in (False, True, True):
         if cached:
@@ -103,7 +101,7 @@ def test_training_outputs_unchanged_by_the_cache(model):
             model.backbone.prompt_cache = model.backbone.prompt_cache or TextFeatureCache(4)
         torch.manual_seed(5)  # same VAE posterior sample
         with torch.no_grad():
-            outs.append(model(frames, [SENTENCES[2]], targets=targets))
+            outs.append(step.matched_outputs(batch))
     model.text_encoder.feature_cache = model.backbone.prompt_cache = None
     for out in outs[1:]:  # a miss, then a hit: both bit-identical to the uncached forward
         for key in ("pred_logits", "pred_boxes", "pred_masks", "pred_masks_low", "matched_query"):

@@ -12,11 +12,11 @@
 from __future__ import annotations
 
 import os
-from types import SimpleNamespace
 
 import pytest
 import torch
 
+from _batch_helpers import box_batch
 from vdit.config import TrainConfig
 from vdit.errors import ConfigError
 
@@ -113,7 +113,7 @@ def test_compile_option_compiles_head_matcher_and_loss(tiny_root, engine_synth_r
     from vdit.engine.trainer import HEAD_MODULES
 
     tr = _trainer(tiny_root, engine_synth_root, tmp_path / "run", compile="head", compile_backend="eager")
-    compiled = [getattr(tr.model, n) for n in HEAD_MODULES] + [tr.model.matcher, tr.criterion]
+    compiled = [getattr(tr.model, n) for n in HEAD_MODULES] + [tr.wrapper.matcher, tr.criterion]
     for module in compiled:
         parts = module if isinstance(module, torch.nn.ModuleList) else [module]
         assert all(getattr(m, "_compiled_call_impl", None) is not None for m in parts), type(module).__name__
@@ -124,26 +124,20 @@ def _compiled_agreement(root, backend: str) -> tuple[float, float]:
     """Loss and trainable gradients of one tiny training step, uncompiled then `compile_head`-ed."""
     from vdit.config import tiny_config
     from vdit.engine.trainer import compile_head
-    from vdit.losses import SetCriterion
     from vdit.models.vdit import VDIT
+    from vdit.training import TrainingWrapper
 
     torch.manual_seed(0)
     model = VDIT.from_config(tiny_config(root)).train()
-    criterion = SetCriterion(num_aux_layers=model.cfg.head.dec_layers - 1, check_values=False)
-    model.matcher.check_values = False
-    frames = torch.randn(1, 2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
-    masks = torch.zeros(1, 2, 64, 64)
-    masks[..., 16:40, 20:44] = 1
-    targets = SimpleNamespace(masks=masks, boxes=torch.tensor([0.5, 0.44, 0.375, 0.375]).expand(1, 2, 4).clone(),
-                              valid=torch.ones(1, 2, dtype=torch.bool))
+    step = TrainingWrapper.from_model(model, check_values=False)
+    batch = box_batch(torch.randn(1, 2, 3, 64, 64, generator=torch.Generator().manual_seed(3)), ["the red circle"])
     results = []
     for compiled in (False, True):
         if compiled:
-            compile_head(model, criterion, backend=backend)
+            compile_head(step, backend=backend)
         model.zero_grad(set_to_none=True)
         torch.manual_seed(5)
-        out = model(frames, ["the red circle"], targets=targets)
-        loss = criterion(out, out["targets"])["loss"]
+        loss = step(batch)["loss"]
         loss.backward()
         grad = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
         results.append((loss.detach(), grad))

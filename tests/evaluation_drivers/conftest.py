@@ -13,6 +13,8 @@ import pytest
 import torch
 from torch import nn
 
+from vdit.models.vdit import VDIT
+
 H, W = 64, 96
 SHORT = 64
 COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60)}

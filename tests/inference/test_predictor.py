@@ -163,15 +163,16 @@ def test_the_verbs_give_the_forward_outputs(tiny_model, make_frames):
         assert video.size == (72, 100) and torch.equal(video.frames, xp) and torch.equal(video.pad_mask, pad)
         for queries in ("best", "all"):
             out = tiny_model.segment(video, texts, queries=queries)
-            ref = tiny_model(xp.expand(2, -1, -1, -1, -1), texts, pad_mask=pad.expand(2, -1, -1, -1),
-                             mask_queries=queries, sizes=torch.tensor([[72, 100]] * 2))
-            q = ref["pred_logits"].shape[2]
+            head = tiny_model(xp.expand(2, -1, -1, -1, -1), texts, pad_mask=pad.expand(2, -1, -1, -1),
+                              sizes=torch.tensor([[72, 100]] * 2))
+            ref = tiny_model.inference_outputs(head)
+            ref_masks = ref.pred_masks if queries == "best" else tiny_model.all_query_masks(head)
+            q = ref.pred_logits.shape[2]
             k = 1 if queries == "best" else q
             assert out.mask_logits.shape == (2, 2, k, 80, 112) and out.query_logits.shape == (2, 2, q)
-            torch.testing.assert_close(out.mask_logits.reshape(ref["pred_masks"].shape), ref["pred_masks"],
-                                       atol=0, rtol=0)
-            torch.testing.assert_close(out.scores, ref["scores"], atol=0, rtol=0)
-            expected = ref["best_query"][:, None] if queries == "best" else torch.arange(q).expand(2, q)
+            torch.testing.assert_close(out.mask_logits.reshape(ref_masks.shape), ref_masks, atol=0, rtol=0)
+            torch.testing.assert_close(out.scores, ref.scores, atol=0, rtol=0)
+            expected = ref.best_query[:, None] if queries == "best" else torch.arange(q).expand(2, q)
             assert torch.equal(out.mask_queries, expected)
             assert torch.equal(out.best_query, out.scores.argmax(-1))
     with pytest.raises(InputError, match=r"\[T,3,H,W\]"):

@@ -4,11 +4,15 @@ import math
 import pytest
 import torch
 
+from vdit.config import LossConfig
 from vdit.data.types import ClipBatch
 from vdit.errors import ConfigError
-from vdit.losses import DEFAULT_LAYER_WEIGHTS, SetCriterion, VideoHungarianMatcher, num_valid_frames
+from vdit.losses import (LOSS_TERMS, SetCriterion, VideoHungarianMatcher, build_criterion, build_matcher,
+                         layer_weights, num_valid_frames)
 
 from _loss_helpers import CONFIDENT, logits_from_mask, make_batch, plant, random_layer
+
+MATCHER = VideoHungarianMatcher()
 
 
 def _sig(x):
@@ -114,8 +118,8 @@ def test_perfect_prediction_has_much_lower_loss_than_random():
         for i, q in enumerate([2, 4]):
             others = [k for k in range(5) if k != q]
             layer["pred_logits"][i, :, others] = -CONFIDENT
-    rand = crit(_model_outputs(batch, random_layers, crit.matcher), batch)
-    perf_out = _model_outputs(batch, perfect_layers, crit.matcher)
+    rand = crit(_model_outputs(batch, random_layers, MATCHER), batch)
+    perf_out = _model_outputs(batch, perfect_layers, MATCHER)
     assert perf_out["matched_query"].tolist() == [2, 4]
     # M at full resolution must be perfect too, not only the 2x-upsampled M_o
     perf_out["pred_masks"] = logits_from_mask(batch.masks)
@@ -124,7 +128,7 @@ def test_perfect_prediction_has_much_lower_loss_than_random():
     perf = crit(perf_out, batch)
     assert len(perf) == 4 * 7 + 1
     assert perf["loss"].item() < 0.05 * rand["loss"].item()
-    for name in DEFAULT_LAYER_WEIGHTS:
+    for name in LOSS_TERMS:
         assert perf[name].item() < rand[name].item(), name
     # official quirk kept (spec 11.11): a zero box on the invalid frame still scores GIoU 0 against the
     # zero target, i.e. 1 - GIoU = 1 for that frame: 1 frame / 5 valid frames per layer (unweighted)
@@ -156,13 +160,13 @@ def test_duplicating_the_batch_keeps_the_loss():
     crit = SetCriterion()
     g = torch.Generator().manual_seed(3)
     layers = [random_layer(batch, 5, g) for _ in range(4)]
-    single = crit(_model_outputs(batch, layers, crit.matcher), batch)
+    single = crit(_model_outputs(batch, layers, MATCHER), batch)
     doubled_batch = make_batch(b=1, t=3, seed=2)
     for name in ("masks", "boxes", "valid", "frames", "pad_mask", "sizes", "orig_sizes"):
         value = getattr(doubled_batch, name)
         setattr(doubled_batch, name, torch.cat([value, value]))
     doubled_layers = [{k: torch.cat([v, v]) for k, v in layer.items()} for layer in layers]
-    doubled = crit(_model_outputs(doubled_batch, doubled_layers, crit.matcher), doubled_batch)
+    doubled = crit(_model_outputs(doubled_batch, doubled_layers, MATCHER), doubled_batch)
     for name, value in single.items():
         assert doubled[name].item() == pytest.approx(value.item(), rel=1e-5), name
 
@@ -171,7 +175,7 @@ def test_gradients_reach_every_prediction():
     batch = make_batch(b=2, t=2, seed=4)
     crit = SetCriterion()
     g = torch.Generator().manual_seed(5)
-    outputs = _model_outputs(batch, [random_layer(batch, 3, g) for _ in range(4)], crit.matcher)
+    outputs = _model_outputs(batch, [random_layer(batch, 3, g) for _ in range(4)], MATCHER)
     leaves = []
     for layer in [outputs] + outputs["aux_outputs"]:
         for key in ("pred_logits", "pred_boxes", "pred_masks", "pred_masks_low"):
@@ -190,12 +194,12 @@ def test_single_annotated_frame_batches():
     g = torch.Generator().manual_seed(7)
     layers = [random_layer(batch, 5, g) for _ in range(4)]
     one_frame = [{k: torch.stack([v[0, 2:3], v[1, 4:5]]) for k, v in layer.items()} for layer in layers]
-    losses = crit(_model_outputs(batch, one_frame, crit.matcher), batch)
+    losses = crit(_model_outputs(batch, one_frame, MATCHER), batch)
     sliced = make_batch(b=2, t=5, seed=6, invalid=())
     for name in ("masks", "boxes", "valid"):
         value = getattr(sliced, name)
         setattr(sliced, name, torch.stack([value[0, 2:3], value[1, 4:5]]))
-    reference = crit(_model_outputs(sliced, one_frame, crit.matcher), sliced)
+    reference = crit(_model_outputs(sliced, one_frame, MATCHER), sliced)
     assert losses["loss"].item() == pytest.approx(reference["loss"].item(), rel=1e-6)
     assert torch.isfinite(losses["loss"])
 
@@ -227,11 +231,27 @@ def test_errors():
         SetCriterion(weight_dict={"loss_foo": 1.0})
 
 
-def test_weight_dict_and_matcher_exposure():
+def test_weight_dict_expansion():
     crit = SetCriterion(weight_dict={"loss_ce": 1.0, "loss_dice": 3.0}, num_aux_layers=2)
     assert crit.weight_dict == {"loss_ce": 1.0, "loss_dice": 3.0, "loss_ce_0": 1.0, "loss_dice_0": 3.0,
                                 "loss_ce_1": 1.0, "loss_dice_1": 3.0}
-    assert isinstance(SetCriterion().matcher, VideoHungarianMatcher)
     batch, outputs = _tiny_case()
     losses = SetCriterion(weight_dict={"loss_dice_low": 1.0}, num_aux_layers=0)({**outputs, "pred_masks": None}, batch)
     assert set(losses) == {"loss_dice_low", "loss"}
+
+
+def test_criterion_and_matcher_numbers_come_from_the_loss_config():
+    lo = LossConfig(cls=1.0, dice=3.0, focal_alpha=0.5, cost_giou=7.0)
+    crit = build_criterion(lo, num_decoder_layers=3)
+    assert crit.layer_weights == layer_weights(lo)
+    assert (crit.layer_weights["loss_ce"], crit.layer_weights["loss_dice_low"]) == (1.0, 3.0)
+    assert crit.num_aux_layers == 2 and crit.focal_alpha == 0.5
+    assert build_criterion(LossConfig(aux_loss=False), num_decoder_layers=4).num_aux_layers == 0
+    matcher = build_matcher(lo)
+    assert matcher.cost_weights["giou"] == 7.0 and matcher.focal_alpha == 0.5
+    # the classes' defaults are LossConfig's defaults, the spec's numbers (4.1)
+    assert SetCriterion().layer_weights == layer_weights(LossConfig()) == {
+        "loss_ce": 2, "loss_bbox": 5, "loss_giou": 2, "loss_mask": 2, "loss_dice": 5, "loss_mask_low": 2,
+        "loss_dice_low": 5}
+    assert VideoHungarianMatcher().cost_weights == build_matcher(LossConfig()).cost_weights == {
+        "class": 2, "bbox": 5, "giou": 2, "mask": 2, "dice": 5}

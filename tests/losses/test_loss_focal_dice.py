@@ -6,7 +6,8 @@ import torch
 
 from vdit.errors import ConfigError
 from vdit.losses.dice import dice_coefficient, dice_loss
-from vdit.losses.focal import FOCAL_ALPHA, FOCAL_GAMMA, check_focal_params, focal_class_cost, sigmoid_focal_loss
+from vdit.config import LossConfig
+from vdit.losses.focal import check_focal_params, focal_class_cost, sigmoid_focal_loss
 
 
 def _sig(x: float) -> float:
@@ -21,7 +22,7 @@ def _focal_scalar(x: float, t: int, alpha: float = 0.25, gamma: float = 2.0) -> 
 
 
 def test_constants():
-    assert FOCAL_ALPHA == 0.25 and FOCAL_GAMMA == 2
+    assert LossConfig().focal_alpha == 0.25 and LossConfig().focal_gamma == 2  # the defaults used below
 
 
 def test_focal_matches_scalar_computation():

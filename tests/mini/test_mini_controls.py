@@ -27,10 +27,10 @@ def test_text_blind_ignores_the_text(tiny_root, tmp_path):
     blind, seeing = _model(blind_cfg), _model(tiny_config(tiny_root))
     x = _frames()
     with torch.no_grad():
-        a = blind(x, ["the red circle"])["pred_masks"]
-        b = blind(x, ["the blue square moving left"])["pred_masks"]
-        c = seeing(x, ["the red circle"])["pred_masks"]
-        d = seeing(x, ["the blue square moving left"])["pred_masks"]
+        a = blind.predict(x, ["the red circle"]).pred_masks
+        b = blind.predict(x, ["the blue square moving left"]).pred_masks
+        c = seeing.predict(x, ["the red circle"]).pred_masks
+        d = seeing.predict(x, ["the blue square moving left"]).pred_masks
     assert torch.equal(a, b)
     assert not torch.equal(c, d)
     # user input is still checked: an empty text is refused even by a blind model

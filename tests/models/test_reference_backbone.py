@@ -18,13 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from _model_helpers import box_targets
+from _batch_helpers import box_batch
 from vdit.config import apply_overrides, full_config, tiny_config
 from vdit.models.backbone.diffusion_backbone import DiffusionBackbone
 from vdit.models.backbone.noise import VideoNoise
 from vdit.models.backbone.text_guided_projection import TextGuidedProjection
 from vdit.models.foundation_arch import arch
 from vdit.models.vdit import VDIT
+from vdit.training import TrainingWrapper
 
 # Spec 2.1: the frames arrive ImageNet-normalised.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -270,8 +271,8 @@ def test_prompt_modes_train_and_vd_t_never_runs_clip_vision(tiny_root, tiny_foun
     model = VDIT(cfg, tiny_foundation).train()
     b, t, h, w = 1, 2, 64, 64
     with _hooks((tiny_foundation.clip_vision, clip_guard), pre=True):
-        out = model(_frames(b, t, h, w, seed=4), ["the red circle"], targets=box_targets(b, t, h, w))
-        out["pred_masks"].sum().backward()
+        batch = box_batch(_frames(b, t, h, w, seed=4), ["the red circle"])
+        TrainingWrapper.from_model(model).matched_outputs(batch)["pred_masks"].sum().backward()
     assert len(calls) == (0 if mode == "text" else 1)
     prompt = dict(model.backbone.prompt.named_parameters())
     if mode == "text":

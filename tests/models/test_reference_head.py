@@ -5,11 +5,9 @@ tensor layouts with plain nn.functional calls: the hand-written text-gate attent
 grouped dynamic convolution over cat([feats, coords]) (3.6), MSO (3.7) and the box refinement (3.4/3.5).
 All weights are random and non-zero (zero-initialised ones are re-drawn), so a swapped channel order, a
 transposed grid or a misplaced offset shows. The whole head path of the tiny VDIT is then recomputed from
-the captured backbone levels and transformer outputs and compared with `model(frames, texts)`.
+the captured backbone levels and transformer outputs and compared with `model.predict(frames, texts)`.
 """
 from __future__ import annotations
-
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -234,14 +232,9 @@ def test_box_refinement_and_class_heads_per_decoder_layer(model, saturated):
 def _check_box_refinement(model: VDIT, saturated: bool) -> None:
     frames, pad, sizes, texts = _inputs()
     b, t = frames.shape[:2]
-    h_pad, w_pad = 80, 112
-    masks = torch.zeros(b, t, h_pad, w_pad)
-    masks[:, :, 20:40, 30:60] = 1
-    boxes = torch.tensor([45 / 112, 30 / 80, 30 / 112, 20 / 80]).expand(b, t, 4).clone()
-    targets = SimpleNamespace(masks=masks[..., :72, :100], boxes=boxes, valid=torch.ones(b, t, dtype=torch.bool))
     cap = _Capture(model)
     try:
-        out = model(frames, texts, pad_mask=pad, sizes=sizes, targets=targets)  # eval mode: no dropout
+        head = model(frames, texts, pad_mask=pad, sizes=sizes)  # eval mode: no dropout
     finally:
         cap.close()
     hs, init_ref, inter_refs, _ = cap.seen["transformer"]
@@ -256,7 +249,6 @@ def _check_box_refinement(model: VDIT, saturated: bool) -> None:
                                    **TOL)
         ratios = torch.stack([_valid_ratios(m) for m in level_pad], dim=1)  # [N, L, 2]
         assert (ratios < 1).any()  # clip 1 is partly padded, so the scaling is exercised
-        outs = out["aux_outputs"] + [out]
         for lvl in range(hs.shape[0]):
             ref = init_ref if lvl == 0 else inter_refs[lvl - 1]
             # what decoder layer lvl sampled around: its reference scaled by the valid ratios
@@ -266,8 +258,8 @@ def _check_box_refinement(model: VDIT, saturated: bool) -> None:
             torch.testing.assert_close(inter_refs[lvl], box, **TOL)  # the decoder's own refinement
             logits = F.linear(hs[lvl], model.class_embed[lvl].weight, model.class_embed[lvl].bias)
             q = logits.shape[1]
-            torch.testing.assert_close(outs[lvl]["pred_boxes"], box.reshape(b, t, q, 4), **TOL)
-            torch.testing.assert_close(outs[lvl]["pred_logits"], logits.reshape(b, t, q, 1), **TOL)
+            torch.testing.assert_close(head.layers[lvl].pred_boxes, box.reshape(b, t, q, 4), **TOL)
+            torch.testing.assert_close(head.layers[lvl].pred_logits, logits.reshape(b, t, q, 1), **TOL)
         # ref_0 is 2-d: w, h of box_0 are the raw head output, only the centre gets the offset
         delta = mlp(hs[0], _linears(model.bbox_embed[0]))
         torch.testing.assert_close(inter_refs[0][..., 2:], delta[..., 2:].sigmoid(), **TOL)
@@ -295,7 +287,7 @@ def test_whole_head_path_matches_the_references(model):
     cap = _Capture(model)
     try:
         with torch.no_grad():
-            out = model(frames, texts, pad_mask=pad, sizes=sizes)
+            out = model.predict(frames, texts, pad_mask=pad, sizes=sizes)
     finally:
         cap.close()
     hd = model.cfg.head
@@ -325,8 +317,8 @@ def test_whole_head_path_matches_the_references(model):
         # 3.5 last-layer logits and boxes
         logits = F.linear(hs[-1], model.class_embed[-1].weight, model.class_embed[-1].bias).reshape(b, t, q, 1)
         boxes = refine_box(mlp(hs[-1], _linears(model.bbox_embed[-1])), inter_refs[-2]).reshape(b, t, q, 4)
-        torch.testing.assert_close(out["pred_logits"], logits, **TOL)
-        torch.testing.assert_close(out["pred_boxes"], boxes, **TOL)
+        torch.testing.assert_close(out.pred_logits, logits, **TOL)
+        torch.testing.assert_close(out.pred_boxes, boxes, **TOL)
 
         # 3.6 mask features and the dynamic head of the last layer, centres of the same layer, unpadded sizes
         feats = mask_features(memory)
@@ -335,13 +327,13 @@ def test_whole_head_path_matches_the_references(model):
         dyn = dynamic_masks(hs[-1], _linears(model.mask_head.controller), feats, inter_refs[-1][..., :2],
                             frame_sizes, hd.dynamic_mask_channels)
         low = low_res_masks(dyn).reshape(b, t, q, 40, 56)
-        torch.testing.assert_close(out["pred_masks_low"], low, **TOL)
+        torch.testing.assert_close(out.masks_low, low, **TOL)
 
         # 3.8 the chosen query: mean over frames of sigmoid(logit), argmax over queries
         best = best_query(logits)
         top2 = logits.sigmoid().mean(dim=1)[..., 0].topk(2, dim=-1).values
         assert ((top2[:, 0] - top2[:, 1]) > 1e-4).all()  # the choice is unambiguous
-        assert torch.equal(out["best_query"], best)
+        assert torch.equal(out.best_query, best)
 
         # 3.7 its final M through MSO with the backbone levels L1 (s8) and L0 (s4)
         convs = {name: (getattr(model.mask_optimiser, name).weight, getattr(model.mask_optimiser, name).bias)
@@ -350,4 +342,4 @@ def test_whole_head_path_matches_the_references(model):
         for i in range(b):
             frames_i = slice(i * t, (i + 1) * t)
             m = mso(dyn[i, :, best[i]], levels[1][frames_i], levels[0][frames_i], convs)
-            torch.testing.assert_close(out["pred_masks"][i], m[:, 0], **TOL)
+            torch.testing.assert_close(out.pred_masks[i], m[:, 0], **TOL)

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from _model_helpers import box_targets
+from _batch_helpers import box_batch
 from vdit.config import apply_overrides, full_config, tiny_config
 from vdit.errors import InputError, ModelLoadError
 from vdit.models.vdit import VDIT
+from vdit.training import TrainingWrapper
 
 
 def _model(root, *overrides: str, seed: int = 0) -> VDIT:
@@ -27,28 +28,44 @@ def test_forward_shapes_inference(tiny_root, t):
     model = _model(tiny_root).eval()
     b, h, w = 2, 80, 112  # multiples of 16 but not of 64
     with torch.no_grad():
-        out = model(torch.randn(b, t, 3, h, w), ["the red circle", "a small blue square moving left"])
+        out = model.predict(torch.randn(b, t, 3, h, w), ["the red circle", "a small blue square moving left"])
     q = model.cfg.head.num_queries
-    assert out["pred_logits"].shape == (b, t, q, 1)
-    assert out["pred_boxes"].shape == (b, t, q, 4)
-    assert out["pred_masks_low"].shape == (b, t, q, h // 2, w // 2)
-    assert out["pred_masks"].shape == (b, t, h, w)
-    assert out["best_query"].shape == (b,)
-    assert ((out["pred_boxes"] > 0) & (out["pred_boxes"] < 1)).all()
+    assert out.pred_logits.shape == (b, t, q, 1)
+    assert out.pred_boxes.shape == (b, t, q, 4)
+    assert out.masks_low.shape == (b, t, q, h // 2, w // 2)
+    assert out.pred_masks.shape == (b, t, h, w)
+    assert out.best_query.shape == (b,) and out.scores.shape == (b, q)
+    assert ((out.pred_boxes > 0) & (out.pred_boxes < 1)).all()
 
 
 def test_forward_pads_odd_sizes_and_all_queries(tiny_root):
     model = _model(tiny_root).eval()
     with torch.no_grad():
-        out = model(torch.randn(1, 2, 3, 70, 99), ["the green star"], mask_queries="all")
+        head = model(torch.randn(1, 2, 3, 70, 99), ["the green star"])
+        masks = model.all_query_masks(head)
+        best = model.inference_outputs(head)
     # padded to multiples of 16 inside the model: 80 x 112
-    assert out["pred_masks"].shape == (1, 2, model.cfg.head.num_queries, 80, 112)
+    assert masks.shape == (1, 2, model.cfg.head.num_queries, 80, 112)
+    assert torch.equal(best.pred_masks[0], masks[0, :, int(best.best_query[0])])
+
+
+def test_head_outputs_shapes(tiny_root):
+    model = _model(tiny_root).train()
+    b, t, h, w = 2, 3, 64, 96
+    head = model(torch.randn(b, t, 3, h, w), ["a", "b c"])
+    q, c = model.cfg.head.num_queries, model.cfg.head.dynamic_mask_channels
+    assert len(head.layers) == model.cfg.head.dec_layers
+    for layer in head.layers:
+        assert layer.pred_logits.shape == (b, t, q, 1) and layer.pred_boxes.shape == (b, t, q, 4)
+        assert layer.masks_low.shape == (b, t, q, h // 2, w // 2)
+        assert layer.dynamic.shape == (b, t, q, c, h // 8, w // 8)
+    assert model.refine_masks(head.last.dynamic[:, :, 0], head.levels).shape == (b, t, h, w)
 
 
 def test_training_outputs_shapes(tiny_root):
     model = _model(tiny_root).train()
     b, t, h, w = 2, 3, 64, 96
-    out = model(torch.randn(b, t, 3, h, w), ["a", "b c"], targets=box_targets(b, t, h, w))
+    out = TrainingWrapper.from_model(model).matched_outputs(box_batch(torch.randn(b, t, 3, h, w), ["a", "b c"]))
     assert out["pred_masks"].shape == (b, t, h, w)
     assert out["pred_masks_low"].shape == (b, t, h // 2, w // 2)
     assert out["matched_query"].shape == (b,)
@@ -68,18 +85,13 @@ def test_level_shapes(tiny_root):
 
 
 def test_only_trainable_parameters_get_gradients(tiny_root):
-    from vdit.losses import SetCriterion
-
     model = _model(tiny_root).train()
     frozen_before = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
     trainable = model.trainable_named_parameters()
     assert frozen_before and trainable
     opt = torch.optim.AdamW(trainable.values(), lr=1e-3)
     b, t, h, w = 1, 2, 64, 64
-    tg = box_targets(b, t, h, w)
-    out = model(torch.randn(b, t, 3, h, w), ["the red circle"], targets=tg)
-    crit = SetCriterion(num_aux_layers=model.cfg.head.dec_layers - 1)
-    loss = crit(out, out["targets"])["loss"]
+    loss = TrainingWrapper.from_model(model)(box_batch(torch.randn(b, t, 3, h, w), ["the red circle"]))["loss"]
     loss.backward()
     for n, p in model.named_parameters():
         if not p.requires_grad:
@@ -183,8 +195,8 @@ def test_grad_checkpointing_is_numerically_identical(tiny_root):
         model = _model(tiny_root, f"backbone.grad_ckpt={ckpt}", "backbone.noise.kind=predicted").eval()
         torch.manual_seed(1)
         x = torch.randn(1, 2, 3, 64, 64)
-        out = model(x, ["the red circle"])
-        out["pred_masks"].square().mean().backward()
+        out = model.predict(x, ["the red circle"])
+        out.pred_masks.square().mean().backward()
         grads.append(model.backbone.noise.noise_pred.weight.grad.clone())
     assert torch.allclose(grads[0], grads[1], rtol=1e-5, atol=1e-7)
 
@@ -218,10 +230,10 @@ def test_bad_inputs(tiny_root):
 
 def test_zero_valid_frames_is_an_error(tiny_root):
     model = _model(tiny_root).train()
-    tg = box_targets(1, 2, 64, 64)
-    tg.valid[:] = False
+    batch = box_batch(torch.randn(1, 2, 3, 64, 64), ["a"])
+    batch.valid[:] = False
     with pytest.raises(ValueError, match="no valid frame"):
-        model(torch.randn(1, 2, 3, 64, 64), ["a"], targets=tg)
+        TrainingWrapper.from_model(model)(batch)
 
 
 def test_long_text_is_truncated_with_one_warning(tiny_root):
@@ -230,13 +242,13 @@ def test_long_text_is_truncated_with_one_warning(tiny_root):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with torch.no_grad():
-            out = model(torch.randn(1, 1, 3, 64, 64), [long_text])
+            out = model.predict(torch.randn(1, 1, 3, 64, 64), [long_text])
             model(torch.randn(1, 1, 3, 64, 64), [long_text])
     msgs = [str(w.message) for w in caught if "truncated" in str(w.message)]
     # once per tokenizer (T2V CLIP, then RoBERTa), not once per call
     assert [sum("T2V tokenizer's" in m for m in msgs), sum("text encoder's" in m for m in msgs)] == [1, 1]
     assert len(msgs) == 2
-    assert torch.isfinite(out["pred_masks"]).all()
+    assert torch.isfinite(out.pred_masks).all()
 
 
 def test_missing_foundation_folder_names_what_is_missing(tiny_root, tmp_path):
@@ -271,7 +283,7 @@ def test_text_encoder_learns_when_made_trainable(tiny_root):
     with torch.no_grad():
         words, _ = model.text_encoder(["the red circle"], torch.device("cpu"))
     assert not words.requires_grad  # no graph under no_grad
-    out = model(torch.randn(1, 2, 3, 64, 64), ["the red circle"])
-    out["pred_masks"].sum().backward()
+    out = model.predict(torch.randn(1, 2, 3, 64, 64), ["the red circle"])
+    out.pred_masks.sum().backward()
     grads = [p.grad for p in model.text_encoder.text_backbone.parameters()]
     assert any(g is not None and g.abs().sum() > 0 for g in grads)

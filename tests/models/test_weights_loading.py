@@ -100,8 +100,8 @@ def test_older_folder_loads_to_the_same_parameters_and_masks(tiny_root, tmp_path
         assert torch.equal(p, own[name]), name
     x = torch.randn(1, 2, 3, 64, 96)
     with torch.no_grad():
-        a, b = model(x, ["the red circle"]), again(x, ["the red circle"])
-    assert torch.equal(a["pred_masks"], b["pred_masks"])
+        a, b = model.predict(x, ["the red circle"]), again.predict(x, ["the red circle"])
+    assert torch.equal(a.pred_masks, b.pred_masks)
 
 
 @pytest.mark.parametrize("layout", sorted(OLDER_LAYOUTS))

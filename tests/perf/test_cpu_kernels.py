@@ -260,17 +260,17 @@ def test_tiny_model_eval_with_every_route_forced(tiny_root, monkeypatch):
     with torch.inference_mode():
         previous = ck.set_enabled(False)
         try:
-            stock = model(frames, ["the red circle moving left"])
+            stock = model.predict(frames, ["the red circle moving left"])
         finally:
             ck.set_enabled(previous)
         calls = _count_gemms(monkeypatch)
         winograd = _force_every_route(monkeypatch)
-        routed = model(frames, ["the red circle moving left"])
+        routed = model.predict(frames, ["the red circle moving left"])
     assert len(calls) > 50 and len(winograd) > 10  # every linear and convolution of the UNet, VAE, CLIP, head
     for key in ("pred_masks", "pred_logits", "pred_boxes"):
-        scale = stock[key].abs().max().item()
-        torch.testing.assert_close(routed[key], stock[key], rtol=RTOL, atol=RTOL * scale)
-    assert torch.equal(routed["best_query"], stock["best_query"])
+        scale = getattr(stock, key).abs().max().item()
+        torch.testing.assert_close(getattr(routed, key), getattr(stock, key), rtol=RTOL, atol=RTOL * scale)
+    assert torch.equal(routed.best_query, stock.best_query)
 
 
 def test_tiny_model_routed_is_as_accurate_as_stock_against_float64(tiny_root, monkeypatch):
@@ -287,14 +287,14 @@ def test_tiny_model_routed_is_as_accurate_as_stock_against_float64(tiny_root, mo
     exact = copy.deepcopy(model).double()
     frames = _rand(1, 2, 3, 64, 96, seed=10)
     with torch.inference_mode():
-        truth = exact(frames.double(), [TEXT_FOR_TRUTH])["pred_masks"]
+        truth = exact.predict(frames.double(), [TEXT_FOR_TRUTH]).pred_masks
         previous = ck.set_enabled(False)
         try:
-            stock = model(frames, [TEXT_FOR_TRUTH])["pred_masks"]
+            stock = model.predict(frames, [TEXT_FOR_TRUTH]).pred_masks
         finally:
             ck.set_enabled(previous)
         _force_every_route(monkeypatch)
-        routed = model(frames, [TEXT_FOR_TRUTH])["pred_masks"]
+        routed = model.predict(frames, [TEXT_FOR_TRUTH]).pred_masks
     scale = truth.abs().max().item()
     err_stock = (stock.double() - truth).abs().max().item() / scale
     err_routed = (routed.double() - truth).abs().max().item() / scale

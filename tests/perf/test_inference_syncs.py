@@ -75,10 +75,10 @@ def test_eval_forward_syncs_only_the_stated_one(tiny_model, routed, monkeypatch)
         monkeypatch.setattr(ck, "_worthwhile", weakref.WeakKeyDictionary())
     frames = _frames()
     with torch.inference_mode():
-        tiny_model(frames, [TEXT], check_values=False)  # warm-up (lazy imports, caches)
+        tiny_model.predict(frames, [TEXT], check_values=False)  # warm-up (lazy imports, caches)
         with SyncCounter() as syncs:
-            out = tiny_model(frames, [TEXT], check_values=False)
-    assert out["pred_masks"].shape == (1, 2, 64, 96)
+            out = tiny_model.predict(frames, [TEXT], check_values=False)
+    assert out.pred_masks.shape == (1, 2, 64, 96)
     assert _per_file(syncs) == FORWARD_SYNCS, _describe(syncs)
     assert [e.op for e in syncs.events] == ["aten.is_nonzero.default"]  # transformers' `mask.all()` in an `if`
 
@@ -89,9 +89,9 @@ def test_eval_forward_with_the_defaults(tiny_model):
     tiny_model.backbone.cfg.clip_preprocess = "official"
     try:
         with torch.inference_mode():
-            tiny_model(frames, [TEXT])
+            tiny_model.predict(frames, [TEXT])
             with SyncCounter() as syncs:
-                tiny_model(frames, [TEXT])
+                tiny_model.predict(frames, [TEXT])
     finally:
         tiny_model.backbone.cfg.clip_preprocess = saved
     assert _per_file(syncs) == FORWARD_SYNCS_DEFAULTS, _describe(syncs)

@@ -3,15 +3,16 @@ torch.compile path of the UNet blocks, the predictor's amp dtype, random-weight 
 from __future__ import annotations
 
 import os
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
+from _batch_helpers import box_batch
 from vdit.config import tiny_config
 from vdit.errors import InputError
 from vdit.models.vdit import VDIT
+from vdit.training import TrainingWrapper
 
 # bf16 keeps 8 bits of mantissa: through the frozen towers and the UNet, random tiny weights move the
 # mask probabilities by up to ~0.03 (observed 0.015-0.027 over four inputs; 0.05-0.07 at full width);
@@ -19,14 +20,6 @@ from vdit.models.vdit import VDIT
 BF16_MAX_PROB_DIFF = 0.06
 BF16_MARGIN = 0.05
 BF16_GRAD_COSINE = 0.98
-
-
-def _targets(b: int, t: int, h: int, w: int) -> SimpleNamespace:
-    masks = torch.zeros(b, t, h, w)
-    masks[:, :, h // 4: h // 2, w // 3: w // 2] = 1
-    boxes = torch.tensor([(w // 3 + w // 2) / 2 / w, (h // 4 + h // 2) / 2 / h, (w // 2 - w // 3) / w,
-                          (h // 2 - h // 4) / h]).expand(b, t, 4).clone()
-    return SimpleNamespace(masks=masks, boxes=boxes, valid=torch.ones(b, t, dtype=torch.bool))
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +43,10 @@ def test_bf16_frozen_inference_masks_agree(fp32_and_bf16):
     ref, low = fp32_and_bf16
     frames = torch.randn(1, 3, 3, 64, 96, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
-        a = ref.eval()(frames, ["the red circle moving left"])
-        b = low.eval()(frames, ["the red circle moving left"])
-    assert b["pred_masks"].dtype == torch.float32  # the head runs in fp32
-    pa, pb = a["pred_masks"].sigmoid(), b["pred_masks"].sigmoid()
+        a = ref.eval().predict(frames, ["the red circle moving left"])
+        b = low.eval().predict(frames, ["the red circle moving left"])
+    assert b.pred_masks.dtype == torch.float32  # the head runs in fp32
+    pa, pb = a.pred_masks.sigmoid(), b.pred_masks.sigmoid()
     assert torch.isfinite(pb).all()
     assert (pa - pb).abs().max() < BF16_MAX_PROB_DIFF
     confident = (pa - 0.5).abs() > BF16_MARGIN
@@ -63,17 +56,13 @@ def test_bf16_frozen_inference_masks_agree(fp32_and_bf16):
 
 def test_bf16_frozen_training_backward(fp32_and_bf16):
     ref, low = fp32_and_bf16
-    from vdit.losses import SetCriterion
-
     frames = torch.randn(1, 2, 3, 64, 96, generator=torch.Generator().manual_seed(2))
     grads = []
     for model in (ref, low):
         model.train()
         model.zero_grad(set_to_none=True)
-        crit = SetCriterion(num_aux_layers=model.cfg.head.dec_layers - 1)
         torch.manual_seed(3)  # same VAE posterior sample in both
-        out = model(frames, ["the red circle"], targets=_targets(1, 2, 64, 96))
-        crit(out, out["targets"])["loss"].backward()
+        TrainingWrapper.from_model(model)(box_batch(frames, ["the red circle"]))["loss"].backward()
         # the noise module feeds the UNet: its gradient crossed the frozen (bf16) UNet
         g = model.backbone.noise.noise_pred.weight.grad
         assert g is not None and g.dtype == torch.float32 and torch.isfinite(g).all()
@@ -154,7 +143,7 @@ def _compiled_agreement(backend: str) -> tuple[float, float]:
     for compiled in (False, True):
         if compiled:
             model.backbone.compile_unet(backend=backend)
-        m = model(frames, ["the red circle"])["pred_masks"]
+        m = model.predict(frames, ["the red circle"]).pred_masks
         (g,) = torch.autograd.grad(m.sum(), weight)
         outs.append((m.detach(), g))
     (m0, g0), (m1, g1) = outs

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vdit.profiling import FixedMatcher, build_model, make_targets, meta_accounting, sdpa_cpu_flash, sdpa_efficient
+from vdit.profiling import (build_model, make_batch, meta_accounting, meta_training_step, sdpa_cpu_flash,
+                            sdpa_efficient)
 
 _STEPS: dict[tuple[str, bool], dict] = {}
 
@@ -19,12 +20,10 @@ def _tracked_step(device: str, grad_ckpt: bool) -> dict:
 
 
 def _run_tracked_step(device: str, grad_ckpt: bool) -> dict:
-    from vdit.losses import SetCriterion
     from vdit.models.ops import ms_deform_attn as msda
 
     model = build_model("tiny", device, grad_ckpt=grad_ckpt).train()
-    model.matcher = FixedMatcher()
-    crit = SetCriterion(num_aux_layers=model.cfg.head.dec_layers - 1)
+    step = meta_training_step(model)
     t, h, w = 2, 64, 96
     # Both runs use the grid_sample deformable attention (meta cannot run the gather backward) and the
     # SDPA kernel CPU picks, so they must allocate the same tensors.
@@ -34,15 +33,13 @@ def _run_tracked_step(device: str, grad_ckpt: bool) -> dict:
         with meta_accounting(sdpa_kernel=sdpa_cpu_flash if device == "meta" else None, device_type=device,
                              deform_impl="grid_sample") as acc:
             torch.manual_seed(0)
-            frames = torch.randn(1, t, 3, h, w).to(device)
-            targets = make_targets(1, t, h, w, device)
+            batch = make_batch(torch.randn(1, t, 3, h, w).to(device), "the red circle")
             acc.memory.track(list(model.parameters()) + list(model.buffers()))
             base = acc.memory.current
-            out = model(frames, ["the red circle"], targets=targets)
-            loss = crit(out, out["targets"])["loss"]
+            loss = step(batch)["loss"]
             held = acc.memory.current - base
             loss.backward()
-            del out, loss
+            del loss
     finally:
         msda.set_default_impl(old, "cpu")
     return {"held": held, "peak": acc.memory.peak - base, "flops": acc.flops.get_total_flops(),

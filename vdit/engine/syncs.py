@@ -1,8 +1,7 @@
 """Count host-device synchronisations of a block of code (issue 17: no host syncs in a training step).
 
     with SyncCounter() as syncs:
-        out = model(frames, texts, targets=batch)
-        losses = criterion(out, out["targets"])
+        losses = wrapper(batch)                  # a vdit.training.TrainingWrapper step
     print(syncs.count, syncs.summary())      # e.g. 3, {'scalar read @ criterion.py:72': 1, ...}
 
 A sync is a point where the host waits for the accelerator: it reads a tensor value (`.item()`,

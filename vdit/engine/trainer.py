@@ -15,7 +15,12 @@ checkpoints ends with exactly the parameters of an uninterrupted run. This holds
 
 A non-finite loss (or, without fp16 loss scaling, a non-finite gradient norm) skips the optimiser step
 with a message and a `nonfinite` metrics record; `max_consecutive_nonfinite` skips in a row stop the
-run with `NonFiniteLossError`. Losses are never silently zeroed (the official engine does that).
+run with `vdit.engine.hooks.NonFiniteLossError`. Losses are never silently zeroed (the official engine
+does that).
+
+A step is `vdit.training.TrainingWrapper` (forward, matching, refinement of the matched query, loss);
+`fit` is a short loop around it, and each concern around a step (skipped steps, the LR schedule,
+records, the progress bar, stopping, checkpoints) is a hook of `vdit.engine.hooks`.
 """
 from __future__ import annotations
 
@@ -26,7 +31,6 @@ import os
 import random
 import shutil
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -43,32 +47,27 @@ from vdit.engine.checkpoint import (
     load_model_weights, load_optimizer, load_rng, save_checkpoint,
 )
 from vdit.engine.datasets import build_train_dataset, ensure_synthetic, set_epoch
-from vdit.engine.run_log import UNSCALED_SUFFIX, RunLogger, loss_log_values
+from vdit.engine.hooks import HookBase, StepOutcome, default_hooks
+from vdit.engine.run_log import RunLogger, loss_log_values
 from vdit.engine.optim import (
-    TEXT_ENCODER_PREFIX, build_optimizer, build_scheduler, group_lrs, lr_scale, set_text_encoder_trainable,
+    TEXT_ENCODER_PREFIX, build_optimizer, build_scheduler, lr_scale, set_text_encoder_trainable,
 )
 from vdit.engine.sampler import EpochBatchSampler
-from vdit.models.text_cache import TextFeatureCache
 from vdit.errors import ConfigError, VditError
+from vdit.losses import build_criterion, build_matcher
+from vdit.models.text_cache import TextFeatureCache
+from vdit.training import TrainingWrapper
 
 RUN_CONFIG_FILE = "config.yaml"
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 SIZE_DIVISIBILITY = 32  # training batches are padded to a multiple of 32 (spec 5.3)
 NUMPY_SEED_MODULUS = 2**32
-MAIN_LAYER_TERMS = ("loss_ce", "loss_bbox", "loss_giou", "loss_mask", "loss_dice", "loss_mask_low", "loss_dice_low")
-# TensorBoard gets the total and the last decoder layer's terms, weighted (official log names) and raw
-# (`_unscaled`); metrics.jsonl gets every layer's (see vdit.engine.run_log.loss_log_values).
-TB_MAIN_TERMS = ("loss", *MAIN_LAYER_TERMS, *(k + UNSCALED_SUFFIX for k in MAIN_LAYER_TERMS))
 
 
 # The head's modules `train.compile=head` compiles in place (with the matcher and the loss): the trainable
 # DETR-style part after the backbone levels (spec 3), many small kernels per step.
 HEAD_MODULES = ("text_proj", "queries", "input_proj", "transformer", "class_embed", "bbox_embed", "mask_head",
                 "mask_optimiser")
-
-
-class NonFiniteLossError(VditError):
-    """Too many consecutive optimiser steps had a NaN/Inf loss or gradient."""
 
 
 @dataclass
@@ -94,15 +93,16 @@ def frozen_weights_dtype(amp: str) -> torch.dtype | None:
     return torch.bfloat16 if amp == "bf16" else None
 
 
-def compile_head(model: nn.Module, criterion: nn.Module, **compile_kwargs: Any) -> int:
+def compile_head(wrapper: TrainingWrapper, **compile_kwargs: Any) -> int:
     """`torch.compile` in place (`nn.Module.compile`: names and state dicts unchanged) the head's modules
-    (HEAD_MODULES, each entry of a ModuleList on its own), the matcher and the criterion; returns how
-    many modules. The backbone is left as is (`DiffusionBackbone.compile_unet` is its own lever)."""
+    (HEAD_MODULES, each entry of a ModuleList on its own), the matcher and the criterion of a training
+    step; returns how many modules. The backbone is left as is (`DiffusionBackbone.compile_unet` is its
+    own lever)."""
     modules: list[nn.Module] = []
     for name in HEAD_MODULES:
-        module = getattr(model, name)
+        module = getattr(wrapper.model, name)
         modules.extend(module if isinstance(module, nn.ModuleList) else [module])
-    modules += [model.matcher, criterion]
+    modules += [wrapper.matcher, wrapper.criterion]
     for module in modules:
         module.compile(**compile_kwargs)
     return len(modules)
@@ -122,23 +122,6 @@ def check_targets_on_host(batch: Any) -> None:
     require_valid_frame_per_clip(targets.valid)
     xyxy = box_cxcywh_to_xyxy(targets.boxes)
     paired_generalized_box_iou(xyxy, xyxy)
-
-
-def _loss_weights(cfg: RunConfig) -> dict[str, float]:
-    lo = cfg.model.loss
-    return {"loss_ce": lo.cls, "loss_bbox": lo.bbox, "loss_giou": lo.giou, "loss_mask": lo.mask,
-            "loss_dice": lo.dice, "loss_mask_low": lo.mask, "loss_dice_low": lo.dice}
-
-
-def build_criterion(cfg: RunConfig, model: nn.Module) -> nn.Module:
-    """SetCriterion with the config's loss weights; the model's matcher; one auxiliary term set per
-    decoder layer but the last when aux_loss is on."""
-    from vdit.losses import SetCriterion
-
-    lo = cfg.model.loss
-    num_aux = cfg.model.head.dec_layers - 1 if lo.aux_loss else 0
-    return SetCriterion(weight_dict=_loss_weights(cfg), focal_alpha=lo.focal_alpha, focal_gamma=lo.focal_gamma,
-                        num_aux_layers=num_aux, matcher=getattr(model, "matcher", None))
 
 
 def prepare_run_dir(run_dir: Path, resuming: bool) -> tuple[Path | None, bool, RunLock]:
@@ -235,7 +218,10 @@ class Trainer:
                 self.log.info(f"wrote a synthetic benchmark ({cfg.data.synthetic_videos} videos) to {cfg.data.root}")
             seed_everything(self.tc.seed)
             self.model = self._build_model()
-            self.criterion = build_criterion(cfg, self.model)
+            # The value checks of the matcher and the loss are done on the host (`check_targets_on_host`).
+            self.criterion = build_criterion(cfg.model.loss, cfg.model.head.dec_layers, check_values=False)
+            self.wrapper = TrainingWrapper(self.model, build_matcher(cfg.model.loss, check_values=False),
+                                           self.criterion)
             self._set_up_speed_levers()
             self.scale = lr_scale(self.tc, self.dist.world_size)
             self.optimizer = build_optimizer(self.model, self.tc, self.scale, self.device)
@@ -249,12 +235,24 @@ class Trainer:
                 self._restore(resume)
             else:
                 seed_everything(self.tc.seed + self.dist.rank)  # the official per-rank seed
-            self.ddp_model = self._wrap(self.model)
+            self.ddp_wrapper = self._wrap(self.wrapper)
         except BaseException:
             self.log.close()
             _abandon_run_dir(self.run_dir, self._claim)
             raise
         self.last_checkpoint: Path | None = resume.path if resume is not None else None
+        self.stop = False  # set by a hook (MaxSteps) to end the run after the current step
+        self.epoch_complete = False  # the last epoch run went to its end (set before the after_epoch hooks)
+        self.outcome: StepOutcome | None = None  # the last optimiser step (set before the after_step hooks)
+        self.t_start = time.time()  # reset when `fit` starts
+        self.hooks: list[HookBase] = []
+        self.register_hooks(default_hooks())
+
+    def register_hooks(self, hooks: list[HookBase]) -> None:
+        """Append hooks; they run after the ones registered before, in list order."""
+        for hook in hooks:
+            hook.trainer = self
+        self.hooks.extend(hooks)
 
     # ------------------------------------------------------------------ setup
 
@@ -289,16 +287,15 @@ class Trainer:
                          f"{'' if tc.train_text_encoder else ' and RoBERTa'})")
         elif tc.text_cache > 0:
             notes.append("text cache off (backbone.official_frozen_dropout: the encoders run with dropout)")
-        model.matcher.check_values = False
-        self.criterion.check_values = False
         if tc.compile == "head":
-            n = compile_head(model, self.criterion, backend=tc.compile_backend)
+            n = compile_head(self.wrapper, backend=tc.compile_backend)
             notes.append(f"torch.compile of {n} head/loss modules ({tc.compile_backend})")
         self.log.info("speed levers: " + "; ".join(notes))
 
-    def _wrap(self, model: nn.Module) -> nn.Module:
+    def _wrap(self, wrapper: TrainingWrapper) -> nn.Module:
+        """DDP around the whole training step (forward, matching, refinement, loss)."""
         if not self.dist.distributed:
-            return model
+            return wrapper
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [self.device.index] if self.device.type == "cuda" else None
@@ -307,7 +304,7 @@ class Trainer:
         params = inspect.signature(DistributedDataParallel.__init__).parameters
         no_sync_buffers = {"forward_sync_buffers": False} if "forward_sync_buffers" in params \
             else {"broadcast_buffers": False}
-        return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=self.tc.find_unused_parameters,
+        return DistributedDataParallel(wrapper, device_ids=ids, find_unused_parameters=self.tc.find_unused_parameters,
                                        **no_sync_buffers)
 
     def _restore(self, ckpt: Checkpoint) -> None:
@@ -368,13 +365,11 @@ class Trainer:
         Non-finite terms are named by the criterion's keys.
         """
         batch = self._to_device(batch)
-        no_sync = getattr(self.ddp_model, "no_sync", None)
+        no_sync = getattr(self.ddp_wrapper, "no_sync", None)
         ctx = no_sync() if (no_sync is not None and not sync) else contextlib.nullcontext()
         with ctx:
             with self._autocast():
-                out = self.ddp_model(batch.frames, batch.texts, pad_mask=batch.pad_mask, sizes=batch.sizes,
-                                     targets=batch)
-                losses = self.criterion(out, out["targets"])
+                losses = self.ddp_wrapper(batch)
             loss = losses["loss"]
             # The micro-step's one device->host transfer: every term at once, for the finiteness check
             # and the logs (one read per term would wait on the device 29 times).
@@ -409,138 +404,91 @@ class Trainer:
             raise ConfigError("train.train_text_encoder=true but no gradient reached the text encoder in the first "
                               "step; set train.train_text_encoder=false or report this as a bug")
 
-    def _skip(self, reason: str) -> None:
-        st = self.state
-        st.consecutive_nonfinite += 1
-        st.skipped_steps += 1
-        self.optimizer.zero_grad(set_to_none=True)
-        limit = self.tc.max_consecutive_nonfinite
-        self.log.info(f"step {st.global_step + 1} (epoch {st.epoch + 1}): {reason}; optimizer step skipped "
-                      f"({st.consecutive_nonfinite} in a row, the run stops at {limit})")
-        self.log.record("nonfinite", step=st.global_step + 1, epoch=st.epoch + 1, reason=reason,
-                        consecutive=st.consecutive_nonfinite)
-        if st.consecutive_nonfinite >= limit:
-            raise NonFiniteLossError(
-                f"{st.consecutive_nonfinite} consecutive optimizer steps had a non-finite loss or gradient "
-                f"(last: {reason}; epoch {st.epoch + 1}, step {st.global_step + 1}); stopping. "
-                "Lower train.lr, try train.amp=none, or check the data")
-
-    def _log_step(self, window: list[dict[str, float]], norm: float, t_start: float, steps_done: int) -> None:
-        keys = sorted(window[0])
-        local = torch.tensor([[w[k] for k in keys] for w in window], dtype=torch.float64).mean(0)
-        total = du.all_reduce_sum(local.to(self.device)).cpu() / self.dist.world_size
-        values = dict(zip(keys, total.tolist()))
-        st = self.state
-        elapsed = time.time() - t_start
-        global_batch = self.tc.batch_size * self.dist.world_size * self.tc.grad_accum
-        lrs = group_lrs(self.optimizer)
-        extra = {"amp_scale": float(self.scaler.get_scale())} if self.scaler.is_enabled() else {}
-        self.log.record("train", step=st.global_step, epoch=st.epoch + 1, batch=st.batch_in_epoch,
-                        **{f"lr/{k}": v for k, v in lrs.items()}, grad_norm=norm, skipped_steps=st.skipped_steps,
-                        **extra,
-                        samples_per_s=steps_done * global_batch / max(elapsed, 1e-9), **values)
-        self.log.scalars(st.global_step, {**{k: values[k] for k in TB_MAIN_TERMS if k in values},
-                                          "grad_norm": norm, **{f"lr_{k}": v for k, v in lrs.items()}})
-
-    def _checkpoint(self) -> None:
+    def checkpoint(self) -> None:
+        """Save a checkpoint of the run as it stands (`vdit.engine.checkpoint.save_checkpoint`)."""
         self.last_checkpoint = save_checkpoint(
             self.run_dir, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler, scaler=self.scaler,
             state=self.state, run_config=self.cfg, dist_info=self.dist, keep=self.tc.keep_checkpoints,
         ) or self.last_checkpoint
 
     def fit(self) -> TrainResult:
-        """Train to the end of the schedule (or `max_steps`); returns where the results are."""
-        from tqdm.auto import tqdm
-
-        tc, st = self.tc, self.state
-        steps_per_epoch = len(self.sampler) // tc.grad_accum
-        n_train = sum(p.numel() for p in self.trainable)
-        self.log.info(f"{len(self.dataset)} samples, {steps_per_epoch} steps/epoch x {tc.epochs} epochs; "
-                      f"{self.dist.world_size} process(es) x batch {tc.batch_size} x accum {tc.grad_accum}; "
-                      f"lr {group_lrs(self.optimizer)}; {n_train:,} trainable parameters; device {self.device}")
-        self.log.record("start", epochs=tc.epochs, steps_per_epoch=steps_per_epoch, world_size=self.dist.world_size,
-                        resumed_from=str(self.resume.path) if self.resume else None, step=st.global_step)
-        t_start, steps_done = time.time(), 0
-        stop = bool(tc.max_steps) and st.global_step >= tc.max_steps  # e.g. resumed without raising max_steps
+        """Train to the end of the schedule (or `max_steps`); returns where the results are. A short loop;
+        what happens around each step is the hooks' (`vdit.engine.hooks`)."""
+        st = self.state
+        self.t_start = time.time()
         try:
-            for epoch in range(st.epoch, tc.epochs):
-                if stop:
+            self._call_hooks("before_train")
+            for epoch in range(st.epoch, self.tc.epochs):
+                if self.stop:
                     break
                 st.epoch = epoch
-                start = st.batch_in_epoch
-                loader = self._loader(epoch, start)
-                bar = tqdm(total=len(self.sampler) // tc.grad_accum, initial=start // tc.grad_accum,
-                           desc=f"epoch {epoch + 1}/{tc.epochs}", disable=True if not (self.dist.is_main and self.progress) else None,
-                           dynamic_ncols=True, leave=False)
-                window: list[dict[str, float]] = []
-                bad: list[str] = []
-                for micro, batch in enumerate(loader, start=start):
-                    last_of_window = (micro + 1) % tc.grad_accum == 0
-                    if not bad:
-                        values, bad = self._micro_step(batch, sync=last_of_window)
-                        if values is not None:
-                            window.append(values)
-                    if not last_of_window:
-                        continue
-                    norm = math.nan
-                    if bad:
-                        window = []
-                        self._skip(f"non-finite loss ({', '.join(bad)})")
-                    else:
-                        norm = self._optimizer_step()
-                        if not math.isfinite(norm) and not self.scaler.is_enabled():
-                            self._skip(f"non-finite gradient norm ({norm})")
-                        else:
-                            st.consecutive_nonfinite = 0
-                    self.optimizer.zero_grad(set_to_none=True)
-                    st.global_step += 1
-                    st.batch_in_epoch = micro + 1
-                    steps_done += 1
-                    if window and st.global_step % tc.log_every == 0:
-                        self._log_step(window, norm, t_start, steps_done)
-                    if window:
-                        bar.set_postfix(loss=f"{window[-1]['loss']:.4f}", refresh=False)
-                    bar.update(1)
-                    window, bad = [], []
-                    end_of_epoch = st.batch_in_epoch == len(self.sampler)
-                    stop = bool(tc.max_steps) and st.global_step >= tc.max_steps
-                    if tc.ckpt_every and st.global_step % tc.ckpt_every == 0 and not end_of_epoch and not stop:
-                        self._checkpoint()
-                    if self.on_step_end is not None:
-                        self.on_step_end(st)
-                    if stop:
-                        break
-                bar.close()
-                if st.batch_in_epoch == len(self.sampler):
-                    with warnings.catch_warnings():
-                        # fp16 loss scaling may have skipped every step of a short epoch: torch then warns
-                        # about the scheduler/optimizer order, which is not the case here.
-                        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step",
-                                                category=UserWarning)
-                        self.scheduler.step()
-                    st.epoch, st.batch_in_epoch = epoch + 1, 0
-                    self.log.record("epoch_end", epoch=epoch + 1, step=st.global_step,
-                                    lr=group_lrs(self.optimizer), skipped_steps=st.skipped_steps)
-                self._checkpoint()
-                if stop:
-                    break
-            final_dir = None
-            if st.epoch >= tc.epochs:
-                final_dir = self.run_dir / FINAL_DIR
-                if self.dist.is_main:
-                    self.model.save_pretrained(final_dir)
-                du.barrier()
-                self.log.info(f"done: {st.global_step} steps; weights in {final_dir}")
-            else:
-                self.log.info(f"stopped after {st.global_step} steps (train.max_steps={tc.max_steps}); continue with "
-                              f"--resume {self.run_dir} --set train.max_steps=0 (or a larger value)")
-            self.log.record("done" if final_dir else "stopped", step=st.global_step, epoch=st.epoch,
-                            skipped_steps=st.skipped_steps, elapsed_s=time.time() - t_start)
-            return TrainResult(self.run_dir, st, final_dir, self.last_checkpoint)
+                self._call_hooks("before_epoch")
+                self._run_epoch(epoch)
+                self._call_hooks("after_epoch")
+            return self._finish()
         finally:
             self.log.close()
             if self._claim is not None:
                 self._claim[2].release()
+
+    def _call_hooks(self, stage: str) -> None:
+        for hook in self.hooks:
+            getattr(hook, stage)()
+
+    def _run_epoch(self, epoch: int) -> None:
+        """The rest of epoch `epoch`: micro-batches accumulate into optimiser steps, each followed by the
+        hooks' `after_step`; stops early when a hook sets `stop`."""
+        st = self.state
+        window: list[dict[str, float]] = []
+        bad: list[str] = []
+        for micro, batch in enumerate(self._loader(epoch, st.batch_in_epoch), start=st.batch_in_epoch):
+            last_of_window = (micro + 1) % self.tc.grad_accum == 0
+            if not bad:  # after a non-finite loss the window's remaining micro-batches are not run
+                values, bad = self._micro_step(batch, sync=last_of_window)
+                if values is not None:
+                    window.append(values)
+            if not last_of_window:
+                continue
+            self.outcome = self._step(window, bad)
+            st.batch_in_epoch = micro + 1
+            self._call_hooks("after_step")
+            window, bad = [], []
+            if self.stop:
+                break
+        self.epoch_complete = st.batch_in_epoch == len(self.sampler)
+        if self.epoch_complete:
+            st.epoch, st.batch_in_epoch = epoch + 1, 0
+
+    def _step(self, window: list[dict[str, float]], bad: list[str]) -> StepOutcome:
+        """The optimiser step that ends an accumulation window, unless its loss (`bad`: the non-finite
+        terms) or, without fp16 loss scaling, its gradient norm is non-finite. Counts the step."""
+        norm, skipped = math.nan, None
+        if bad:
+            window, skipped = [], f"non-finite loss ({', '.join(bad)})"
+        else:
+            norm = self._optimizer_step()
+            if not math.isfinite(norm) and not self.scaler.is_enabled():
+                skipped = f"non-finite gradient norm ({norm})"
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state.global_step += 1
+        return StepOutcome(window, norm, skipped)
+
+    def _finish(self) -> TrainResult:
+        """The finished model's weights (when the schedule ran to its end) and the last record."""
+        st, tc = self.state, self.tc
+        final_dir = None
+        if st.epoch >= tc.epochs:
+            final_dir = self.run_dir / FINAL_DIR
+            if self.dist.is_main:
+                self.model.save_pretrained(final_dir)
+            du.barrier()
+            self.log.info(f"done: {st.global_step} steps; weights in {final_dir}")
+        else:
+            self.log.info(f"stopped after {st.global_step} steps (train.max_steps={tc.max_steps}); continue with "
+                          f"--resume {self.run_dir} --set train.max_steps=0 (or a larger value)")
+        self.log.record("done" if final_dir else "stopped", step=st.global_step, epoch=st.epoch,
+                        skipped_steps=st.skipped_steps, elapsed_s=time.time() - self.t_start)
+        return TrainResult(self.run_dir, st, final_dir, self.last_checkpoint)
 
 
 def _collate(samples):

@@ -1,7 +1,7 @@
 """VD-IT training loss (spec 4.1, 4.2, 4.4): 7 terms per decoder layer, 4 layers, and their weighted total.
 
-The model runs the matcher itself (the refined masks M exist only for the matched query), so every
-layer's output dict arrives with its `matched_query`. Per layer:
+The training wrapper (`vdit.training`) runs the matcher and refines the matched query (the refined
+masks M exist only for it), so every layer's output dict arrives with its `matched_query`. Per layer:
 
     loss_ce        focal over all B x T x Q logits; target 1 only at (valid frame, matched query)
     loss_bbox      L1 of the matched query's boxes over ALL T frames (zero targets on invalid frames)
@@ -18,7 +18,8 @@ suffixes _0, _1, _2.
 As the official criterion (DETR / ReferFormer / SgMg / VD-IT lineage), `SetCriterion.forward` returns
 the terms UNWEIGHTED under the official names; the weights live in `criterion.weight_dict`. It also
 returns 'loss' = sum_k weight_dict[k] * term_k, the total the official engine builds in its training
-loop (spec 4.1), so callers need not redo the weighting.
+loop (spec 4.1), so callers need not redo the weighting. The numbers (weights, focal parameters) come
+from `LossConfig`, their one home: `build_criterion(cfg.loss, dec_layers)`.
 """
 from __future__ import annotations
 
@@ -28,34 +29,25 @@ from typing import Any
 import torch
 from torch import nn
 
+from vdit.config import LossConfig
 from vdit.errors import ConfigError
 from vdit.losses.dice import dice_loss
-from vdit.losses.focal import FOCAL_ALPHA, FOCAL_GAMMA, check_focal_params, sigmoid_focal_loss
-from vdit.losses.matcher import VideoHungarianMatcher, paired_giou
+from vdit.losses.focal import check_focal_params, sigmoid_focal_loss
+from vdit.losses.matcher import paired_giou
 from vdit.losses.targets import ClipTargets, align_targets, low_res_targets
 from vdit.models.ops.box_ops import box_cxcywh_to_xyxy
 
-LOSS_CE_WEIGHT = 2.0
-LOSS_BBOX_WEIGHT = 5.0
-LOSS_GIOU_WEIGHT = 2.0
-LOSS_MASK_WEIGHT = 2.0
-LOSS_DICE_WEIGHT = 5.0
-LOSS_MASK_LOW_WEIGHT = 2.0
-LOSS_DICE_LOW_WEIGHT = 5.0
-"""Per-layer loss weights (spec 4.1: cls/bbox/giou/mask/dice coefficients; the *_low terms reuse them)."""
-
-DEFAULT_LAYER_WEIGHTS: dict[str, float] = {
-    "loss_ce": LOSS_CE_WEIGHT,
-    "loss_bbox": LOSS_BBOX_WEIGHT,
-    "loss_giou": LOSS_GIOU_WEIGHT,
-    "loss_mask": LOSS_MASK_WEIGHT,
-    "loss_dice": LOSS_DICE_WEIGHT,
-    "loss_mask_low": LOSS_MASK_LOW_WEIGHT,
-    "loss_dice_low": LOSS_DICE_LOW_WEIGHT,
-}
-LOSS_TERMS = tuple(DEFAULT_LAYER_WEIGHTS)
+LOSS_TERMS = ("loss_ce", "loss_bbox", "loss_giou", "loss_mask", "loss_dice", "loss_mask_low", "loss_dice_low")
+"""The per-layer terms under their official names."""
 NUM_AUX_LAYERS = 3
 """Decoder layers 0-2 are auxiliary; the last (4th) layer gives the main outputs."""
+
+
+def layer_weights(loss: LossConfig) -> dict[str, float]:
+    """The per-layer weight of each term in LOSS_TERMS from a config's loss section (spec 4.1: the
+    cls/bbox/giou/mask/dice coefficients; the *_low terms reuse mask and dice)."""
+    return {"loss_ce": loss.cls, "loss_bbox": loss.bbox, "loss_giou": loss.giou, "loss_mask": loss.mask,
+            "loss_dice": loss.dice, "loss_mask_low": loss.mask, "loss_dice_low": loss.dice}
 
 
 def num_valid_frames(valid: torch.Tensor) -> torch.Tensor:
@@ -90,8 +82,8 @@ def loss_labels(
     matched_query: torch.Tensor,
     valid: torch.Tensor,
     num_boxes: float | torch.Tensor,
-    alpha: float = FOCAL_ALPHA,
-    gamma: float = FOCAL_GAMMA,
+    alpha: float = LossConfig.focal_alpha,
+    gamma: float = LossConfig.focal_gamma,
 ) -> torch.Tensor:
     """Focal loss of the class logits [B,T,Q,1]; positives = matched query on valid frames.
 
@@ -123,8 +115,8 @@ def loss_masks(
     pred_masks: torch.Tensor,
     target_masks: torch.Tensor,
     num_boxes: float | torch.Tensor,
-    alpha: float = FOCAL_ALPHA,
-    gamma: float = FOCAL_GAMMA,
+    alpha: float = LossConfig.focal_alpha,
+    gamma: float = LossConfig.focal_gamma,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(focal, dice) of mask logits [B,T,H,W] vs targets of the same shape, one volume per clip.
 
@@ -141,10 +133,10 @@ def loss_masks(
 class SetCriterion(nn.Module):
     """VD-IT loss over the main and auxiliary decoder layers (spec 4.1, 4.4).
 
-    weight_dict: per-layer weights keyed by the names in LOSS_TERMS (default DEFAULT_LAYER_WEIGHTS);
+    weight_dict: per-layer weights keyed by the names in LOSS_TERMS (default `layer_weights(LossConfig())`);
     a term left out is not computed. The expanded dict (with _0.._{n-1} suffixes for the auxiliary
-    layers) is `self.weight_dict`, keyed like the terms `forward` returns. `self.matcher` is the
-    matcher the model should call.
+    layers) is `self.weight_dict`, keyed like the terms `forward` returns. The outputs arrive matched
+    (the matcher runs before, in `vdit.training`).
 
     `check_values=False` skips the checks that read tensor values (the batch has a valid frame, the
     matched queries are in range, boxes are xyxy-ordered), each a host sync on an accelerator: for
@@ -154,23 +146,22 @@ class SetCriterion(nn.Module):
     def __init__(
         self,
         weight_dict: Mapping[str, float] | None = None,
-        focal_alpha: float = FOCAL_ALPHA,
-        focal_gamma: float = FOCAL_GAMMA,
+        focal_alpha: float = LossConfig.focal_alpha,
+        focal_gamma: float = LossConfig.focal_gamma,
         num_aux_layers: int = NUM_AUX_LAYERS,
-        matcher: VideoHungarianMatcher | None = None,
         check_values: bool = True,
     ) -> None:
         super().__init__()
-        layer_weights = dict(DEFAULT_LAYER_WEIGHTS if weight_dict is None else weight_dict)
-        unknown = sorted(set(layer_weights) - set(LOSS_TERMS))
+        weights = dict(layer_weights(LossConfig()) if weight_dict is None else weight_dict)
+        unknown = sorted(set(weights) - set(LOSS_TERMS))
         if unknown:
             raise ConfigError(f"unknown loss term(s) {unknown} in weight_dict; known: {list(LOSS_TERMS)}")
-        if not layer_weights:
+        if not weights:
             raise ConfigError("weight_dict is empty: at least one loss term is needed")
         check_focal_params(focal_alpha, focal_gamma)
         if int(num_aux_layers) < 0:
             raise ConfigError(f"num_aux_layers must be >= 0, got {num_aux_layers}")
-        self.layer_weights = {k: float(v) for k, v in layer_weights.items()}
+        self.layer_weights = {k: float(v) for k, v in weights.items()}
         self.num_aux_layers = int(num_aux_layers)
         self.focal_alpha = float(focal_alpha)
         self.focal_gamma = float(focal_gamma)
@@ -178,9 +169,6 @@ class SetCriterion(nn.Module):
         self.weight_dict = dict(self.layer_weights)
         for i in range(self.num_aux_layers):
             self.weight_dict.update({f"{k}_{i}": v for k, v in self.layer_weights.items()})
-        self.matcher = matcher if matcher is not None else VideoHungarianMatcher(
-            focal_alpha=focal_alpha, focal_gamma=focal_gamma
-        )
 
     def forward(self, outputs: Mapping[str, Any], batch: Any) -> dict[str, torch.Tensor]:
         """Every UNWEIGHTED term (loss_ce, ..., loss_dice_low_2, the official names and values) plus
@@ -239,6 +227,14 @@ class SetCriterion(nn.Module):
                 "(num_aux_layers)"
             )
         return aux
+
+
+def build_criterion(loss: LossConfig, num_decoder_layers: int, check_values: bool = True) -> SetCriterion:
+    """The criterion of a config's loss section for a head of `num_decoder_layers` decoder layers: its
+    weights and focal parameters, one auxiliary term set per decoder layer but the last when
+    `loss.aux_loss` is on."""
+    return SetCriterion(weight_dict=layer_weights(loss), focal_alpha=loss.focal_alpha, focal_gamma=loss.focal_gamma,
+                        num_aux_layers=num_decoder_layers - 1 if loss.aux_loss else 0, check_values=check_values)
 
 
 def _matched(pred: torch.Tensor, matched_query: torch.Tensor) -> torch.Tensor:

@@ -1,18 +1,16 @@
 """Sigmoid focal loss (Lin et al., ICCV 2017) and the focal-style matching cost of the class logit.
 
-Both follow the official VD-IT / ReferFormer formulas (spec 4.3, 4.4) with alpha = 0.25, gamma = 2.
+Both follow the official VD-IT / ReferFormer formulas (spec 4.3, 4.4); alpha and gamma default to
+`LossConfig.focal_alpha` / `LossConfig.focal_gamma` (the one home of the loss numbers).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from vdit.config import LossConfig
 from vdit.errors import ConfigError
 
-FOCAL_ALPHA = 0.25
-"""Weight of the positive class (1 - alpha for negatives); spec 4.1 `focal_alpha`."""
-FOCAL_GAMMA = 2.0
-"""Focusing exponent; hard-coded to 2 in the official code."""
 FOCAL_COST_EPS = 1e-8
 """Added inside the logs of the matching class cost (official matcher)."""
 
@@ -28,8 +26,8 @@ def check_focal_params(alpha: float, gamma: float) -> None:
 def sigmoid_focal_loss(
     logits: torch.Tensor,
     targets: torch.Tensor,
-    alpha: float = FOCAL_ALPHA,
-    gamma: float = FOCAL_GAMMA,
+    alpha: float = LossConfig.focal_alpha,
+    gamma: float = LossConfig.focal_gamma,
 ) -> torch.Tensor:
     """Element-wise focal loss of logits against {0,1} (or soft) targets of the same shape.
 
@@ -49,7 +47,8 @@ def sigmoid_focal_loss(
     return alpha_t * (1 - p_t) ** gamma * ce
 
 
-def focal_class_cost(logits: torch.Tensor, alpha: float = FOCAL_ALPHA, gamma: float = FOCAL_GAMMA) -> torch.Tensor:
+def focal_class_cost(logits: torch.Tensor, alpha: float = LossConfig.focal_alpha,
+                     gamma: float = LossConfig.focal_gamma) -> torch.Tensor:
     """Element-wise matching cost of calling each logit the positive class (lower = better match).
 
     cost = alpha (1-p)^gamma (-log(p + eps)) - (1-alpha) p^gamma (-log(1 - p + eps)), eps = 1e-8:

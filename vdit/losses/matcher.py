@@ -20,35 +20,32 @@ from typing import Any
 import torch
 from torch import nn
 
+from vdit.config import LossConfig
 from vdit.errors import ConfigError
 from vdit.losses.dice import dice_coefficient
-from vdit.losses.focal import FOCAL_ALPHA, FOCAL_GAMMA, check_focal_params, focal_class_cost, sigmoid_focal_loss
+from vdit.losses.focal import check_focal_params, focal_class_cost, sigmoid_focal_loss
 from vdit.losses.targets import ClipTargets, align_targets, low_res_targets, require_valid_frame_per_clip
 from vdit.models.ops import box_ops
 from vdit.models.ops.box_ops import box_cxcywh_to_xyxy, paired_generalized_box_iou
-
-COST_CLASS = 2.0
-COST_BBOX = 5.0
-COST_GIOU = 2.0
-COST_MASK = 2.0
-COST_DICE = 5.0
-"""Matching cost weights (spec 4.1 `set_cost_*`)."""
 
 COST_TERMS = ("class", "bbox", "giou", "mask", "dice")
 
 
 class VideoHungarianMatcher(nn.Module):
-    """Pick, per clip, the query whose whole-clip predictions best match the referred object."""
+    """Pick, per clip, the query whose whole-clip predictions best match the referred object.
+
+    The cost weights and focal parameters default to LossConfig's (spec 4.1 `set_cost_*`);
+    `build_matcher(cfg.loss)` builds the one a config asks for."""
 
     def __init__(
         self,
-        cost_class: float = COST_CLASS,
-        cost_bbox: float = COST_BBOX,
-        cost_giou: float = COST_GIOU,
-        cost_mask: float = COST_MASK,
-        cost_dice: float = COST_DICE,
-        focal_alpha: float = FOCAL_ALPHA,
-        focal_gamma: float = FOCAL_GAMMA,
+        cost_class: float = LossConfig.cost_class,
+        cost_bbox: float = LossConfig.cost_bbox,
+        cost_giou: float = LossConfig.cost_giou,
+        cost_mask: float = LossConfig.cost_mask,
+        cost_dice: float = LossConfig.cost_dice,
+        focal_alpha: float = LossConfig.focal_alpha,
+        focal_gamma: float = LossConfig.focal_gamma,
         check_values: bool = True,
     ) -> None:
         super().__init__()
@@ -162,3 +159,10 @@ def _check_predictions(logits: torch.Tensor, boxes: torch.Tensor, masks: torch.T
         raise ValueError(f"pred_boxes must be [B, T, Q, 4] = [{b}, {t}, {q}, 4], got {tuple(boxes.shape)}")
     if masks.dim() != 5 or masks.shape[:3] != (b, t, q):
         raise ValueError(f"pred_masks must be [B, T, Q, h, w] with B, T, Q = {b}, {t}, {q}; got {tuple(masks.shape)}")
+
+
+def build_matcher(loss: LossConfig, check_values: bool = True) -> VideoHungarianMatcher:
+    """The matcher of a config's loss section: its cost weights and focal parameters."""
+    return VideoHungarianMatcher(cost_class=loss.cost_class, cost_bbox=loss.cost_bbox, cost_giou=loss.cost_giou,
+                                 cost_mask=loss.cost_mask, cost_dice=loss.cost_dice, focal_alpha=loss.focal_alpha,
+                                 focal_gamma=loss.focal_gamma, check_values=check_values)

@@ -34,12 +34,12 @@ def verify_foundation(root: str | Path, corpus: CaptionCorpus, seed: int = 0) ->
     t = min(VERIFY_FRAMES, corpus.frames.shape[1])
     frames = frames_to_tensor(list(corpus.frames[0, :t]))[None]
     text = corpus.expressions[0][0] if corpus.expressions[0] else corpus.scene_captions[0]
-    out = model(frames, [text])
-    masks = out["pred_masks"]
-    if masks.shape[:2] != (1, t) or not torch.isfinite(masks).all() or not torch.isfinite(out["pred_logits"]).all():
+    out = model.predict(frames, [text])
+    masks = out.pred_masks
+    if masks.shape[:2] != (1, t) or not torch.isfinite(masks).all() or not torch.isfinite(out.pred_logits).all():
         raise ModelLoadError(f"VD-IT on {root} gave unusable outputs: masks {tuple(masks.shape)}")
     trainable = sum(p.numel() for p in model.trainable_named_parameters().values())
-    return {"text": text, "pred_masks": list(masks.shape), "pred_logits": list(out["pred_logits"].shape),
+    return {"text": text, "pred_masks": list(masks.shape), "pred_logits": list(out.pred_logits.shape),
             "trainable_parameters": trainable}
 
 

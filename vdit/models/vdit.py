@@ -1,13 +1,15 @@
 """The VD-IT network: diffusion backbone + DETR-style referring head (spec 2-3).
 
     model = VDIT.from_config(cfg)                  # loads the frozen foundation models named in cfg
-    out = model(frames, texts)                     # inference: best query per clip, masks M [B,T,H,W]
-    out = model(frames, texts, targets=batch)      # training: per-layer matching, outputs for SetCriterion
+    out = model.predict(frames, texts)             # inference: best query per clip, masks M [B,T,H,W]
+    head = model(frames, texts)                    # every decoder layer's predictions (vdit.models.outputs)
     video = model.encode_video(clip)               # one clip [T,3,H,W]: padded, its sentence-independent features
     seg = model.segment(video, texts)              # every sentence on it: SegmentOutput (typed, one shape)
 
-Only the head's and the backbone's new modules are trainable (~30 M parameters at full scale); the
-foundation models are frozen (`requires_grad=False`, eval mode) but gradients flow through the UNet.
+Training (matching, refinement of the matched query, losses) lives in `vdit.training`: the model never
+sees targets. Only the head's and the backbone's new modules are trainable (~30 M parameters at full
+scale); the foundation models are frozen (`requires_grad=False`, eval mode) but gradients flow through
+the UNet.
 """
 from __future__ import annotations
 
@@ -15,8 +17,7 @@ import json
 import math
 import os
 from pathlib import Path
-from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +26,6 @@ from torch import nn
 from vdit import __version__
 from vdit.config import FOUNDATION_PARTS, ModelConfig, from_dict
 from vdit.errors import ConfigError, InputError, ModelLoadError
-from vdit.losses.matcher import VideoHungarianMatcher
 from vdit.models.backbone.diffusion_backbone import MIN_SIDE, DiffusionBackbone, VisualFeatures, level_masks
 from vdit.models.foundation import Foundation, build_foundation_on_meta, load_foundation
 from vdit.models.head.deformable_transformer import DeformableTransformer, inverse_sigmoid
@@ -36,6 +36,7 @@ from vdit.models.head.mlp import MLP
 from vdit.models.head.position_encoding import PositionEmbeddingSine1D, PositionEmbeddingSine2D
 from vdit.models.head.queries import TextInstanceQueries
 from vdit.models.head.text import FeatureResizer, TextEncoder, check_texts
+from vdit.models.outputs import HeadOutput, InferenceOutput, LayerPredictions
 from vdit.models.ops.cpu_kernels import cpu_inference_kernels
 from vdit.models.padding import INPUT_SIZE_DIVISIBILITY, pad_to_divisible
 from vdit.models.segmentation import QUERY_MODES, EncodedVideo, SegmentOutput, expand_visual
@@ -112,10 +113,6 @@ class VDIT(nn.Module):
 
         self.mask_head = DynamicMaskHead(c, hd.dynamic_mask_channels, hd.rel_coord, hd.mask_feat_stride)
         self.mask_optimiser = MaskOptimiser(hd.dynamic_mask_channels, lc[1], lc[0], hd.mask_out_stride)
-        lo = cfg.loss
-        self.matcher = VideoHungarianMatcher(cost_class=lo.cost_class, cost_bbox=lo.cost_bbox, cost_giou=lo.cost_giou,
-                                             cost_mask=lo.cost_mask, cost_dice=lo.cost_dice,
-                                             focal_alpha=lo.focal_alpha, focal_gamma=lo.focal_gamma)
 
     # ------------------------------------------------------------------ construction
 
@@ -214,16 +211,15 @@ class VDIT(nn.Module):
         texts: list[str],
         pad_mask: torch.Tensor | None = None,
         sizes: torch.Tensor | None = None,
-        targets: Any | None = None,
         valid_indices: list[list[int]] | None = None,
         visual: VisualFeatures | None = None,
-        mask_queries: str = "best",
         check_values: bool = True,
-    ) -> dict[str, Any]:
-        """frames [B,T,3,H,W] ImageNet-normalised; texts: one per clip; pad_mask [B,T,H,W] (True = pad);
-        sizes [B,2] unpadded (h, w). With `targets` (masks/boxes/valid [+valid_indices]) the outputs are
-        the training outputs of SetCriterion; without, inference outputs (`mask_queries` = "best": the
-        query with the highest mean score over frames, M [B,T,H,W]; "all": M for every query [B,T,Q,H,W]).
+    ) -> HeadOutput:
+        """Every decoder layer's predictions for every query (`HeadOutput`, shapes in vdit.models.outputs).
+
+        frames [B,T,3,H,W] ImageNet-normalised; texts: one per clip; pad_mask [B,T,H,W] (True = pad);
+        sizes [B,2] unpadded (h, w). Frames are padded to INPUT_SIZE_DIVISIBILITY here; the outputs are
+        at the padded size. `valid_indices` (A2D/JHMDB): per clip, the frames the head runs on (spec 3.8).
         `visual` = precomputed `backbone.encode_visual(frames)` (shared by several sentences of a video).
         `check_values=False` skips the one check of input values (frames finite): it reads a flag back
         from the device, i.e. the host waits; for callers whose frames are finite by construction (e.g.
@@ -231,18 +227,23 @@ class VDIT(nn.Module):
         kernels of `vdit.models.ops.cpu_kernels` (same maths, faster GEMMs; issue 16).
         """
         with cpu_inference_kernels(frames.device if isinstance(frames, torch.Tensor) else None, self):
-            return self._forward(frames, texts, pad_mask, sizes, targets, valid_indices, visual, mask_queries,
-                                 check_values)
+            return self._forward(frames, texts, pad_mask, sizes, valid_indices, visual, check_values)
 
-    def _forward(self, frames, texts, pad_mask, sizes, targets, valid_indices, visual, mask_queries, check_values):
+    def predict(self, frames: torch.Tensor, texts: list[str], pad_mask: torch.Tensor | None = None,
+                sizes: torch.Tensor | None = None, valid_indices: list[list[int]] | None = None,
+                visual: VisualFeatures | None = None, check_values: bool = True) -> InferenceOutput:
+        """Inference: `forward` (same arguments), then the best query's refined masks M
+        (`inference_outputs`)."""
+        return self.inference_outputs(self(frames, texts, pad_mask=pad_mask, sizes=sizes, valid_indices=valid_indices,
+                                           visual=visual, check_values=check_values))
+
+    def _forward(self, frames, texts, pad_mask, sizes, valid_indices, visual, check_values) -> HeadOutput:
         frames, pad_mask, sizes = self._check_inputs(frames, texts, pad_mask, sizes, check_values)
         texts = check_texts(texts, frames.shape[0])
         if self.cfg.text_blind:
             texts = [BLIND_TEXT] * len(texts)
         b, t = frames.shape[:2]
-        frames, pad_mask, targets = self._pad_to_divisible(frames, pad_mask, targets)
-        if valid_indices is None and targets is not None:
-            valid_indices = getattr(targets, "valid_indices", None)
+        frames, pad_mask = self._pad_to_divisible(frames, pad_mask)
 
         levels = self.backbone(frames, texts, visual=visual)  # 4 x [B*T, C_l, h_l, w_l]
         pad = pad_mask.flatten(0, 1)
@@ -284,57 +285,44 @@ class VDIT(nn.Module):
             dyn = self.mask_head(hs[lvl], feats, centers, frame_sizes)  # [N,Q,c,h8,w8]
             low = F.pixel_shuffle(dyn.flatten(0, 1), self.cfg.head.mask_out_stride)  # [N*Q,1,h2,w2]
             q = dyn.shape[1]
-            layers.append({
-                "pred_logits": logits.reshape(b, t, q, 1),
-                "pred_boxes": boxes.reshape(b, t, q, 4),
-                "masks_low_all": low.reshape(b, t, q, *low.shape[-2:]),
-                "dyn": dyn.reshape(b, t, q, *dyn.shape[2:]),
-            })
-        if targets is not None:
-            return self._training_outputs(layers, levels, targets)
-        return self._inference_outputs(layers[-1], levels, mask_queries, sizes)
+            layers.append(LayerPredictions(
+                pred_logits=logits.reshape(b, t, q, 1),
+                pred_boxes=boxes.reshape(b, t, q, 4),
+                masks_low=low.reshape(b, t, q, *low.shape[-2:]),
+                dynamic=dyn.reshape(b, t, q, *dyn.shape[2:]),
+            ))
+        return HeadOutput(layers=layers, levels=levels, sizes=sizes)
 
-    def _refine(self, dyn_sel: torch.Tensor, levels: list[torch.Tensor]) -> torch.Tensor:
-        """dyn_sel [B,T,c,h8,w8] (one query per clip) -> M logits [B,T,H,W] via MSO."""
+    def refine_masks(self, dyn_sel: torch.Tensor, levels: list[torch.Tensor]) -> torch.Tensor:
+        """The mask refinement (MSO, spec 3.7) of one query per clip: dynamic features dyn_sel
+        [B,T,c,h8,w8] and the backbone `levels` of `HeadOutput` -> mask logits M [B,T,H,W] at the padded
+        input size. Training refines the matched query, inference the best one (or each)."""
         b, t = dyn_sel.shape[:2]
-        m = self.mask_optimiser(dyn_sel.flatten(0, 1), levels[1], levels[0])
+        with cpu_inference_kernels(dyn_sel.device, self):
+            m = self.mask_optimiser(dyn_sel.flatten(0, 1), levels[1], levels[0])
         return m.reshape(b, t, *m.shape[-2:])
 
-    def _training_outputs(self, layers: list[dict], levels: list[torch.Tensor], targets: Any) -> dict[str, Any]:
-        outs = []
-        for layer in layers:
-            with torch.no_grad():
-                matched = self.matcher(layer["pred_logits"], layer["pred_boxes"], layer["masks_low_all"], targets)
-            ar = torch.arange(matched.shape[0], device=matched.device)
-            outs.append({
-                "pred_logits": layer["pred_logits"],
-                "pred_boxes": layer["pred_boxes"],
-                "pred_masks": self._refine(layer["dyn"][ar, :, matched], levels),
-                "pred_masks_low": layer["masks_low_all"][ar, :, matched],
-                "matched_query": matched,
-            })
-        out = dict(outs[-1])
-        out["aux_outputs"] = outs[:-1] if self.cfg.loss.aux_loss else []
-        out["targets"] = targets
-        return out
+    @staticmethod
+    def query_scores(layer: LayerPredictions) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each clip's query scores [B,Q] (mean over frames of the class score, max over classes) and the
+        best query [B] (spec 6.1)."""
+        scores = layer.pred_logits.sigmoid().mean(dim=1).amax(dim=-1)
+        return scores, scores.argmax(dim=-1)
 
-    def _inference_outputs(self, layer: dict, levels: list[torch.Tensor], mask_queries: str,
-                           sizes: torch.Tensor) -> dict[str, Any]:
-        logits = layer["pred_logits"]  # [B,T,Q,1]
-        scores = logits.sigmoid().mean(dim=1).amax(dim=-1)  # [B,Q]: mean over frames, max over classes
-        best = scores.argmax(dim=-1)
-        out = {"pred_logits": logits, "pred_boxes": layer["pred_boxes"], "scores": scores, "best_query": best,
-               "pred_masks_low": layer["masks_low_all"], "sizes": sizes}
-        if mask_queries == "best":
-            ar = torch.arange(best.shape[0], device=best.device)
-            out["pred_masks"] = self._refine(layer["dyn"][ar, :, best], levels)
-        elif mask_queries == "all":
-            dyn = layer["dyn"]
-            per_q = [self._refine(dyn[:, :, q], levels) for q in range(dyn.shape[2])]
-            out["pred_masks"] = torch.stack(per_q, dim=2)
-        else:
-            raise ValueError(f"mask_queries must be 'best' or 'all', got {mask_queries!r}")
-        return out
+    def inference_outputs(self, head: HeadOutput) -> InferenceOutput:
+        """The last layer's outputs with M of each clip's best query: the query with the highest mean
+        score over frames."""
+        layer = head.last
+        scores, best = self.query_scores(layer)
+        ar = torch.arange(best.shape[0], device=best.device)
+        return InferenceOutput(pred_logits=layer.pred_logits, pred_boxes=layer.pred_boxes, scores=scores,
+                               best_query=best, pred_masks=self.refine_masks(layer.dynamic[ar, :, best], head.levels),
+                               masks_low=layer.masks_low, sizes=head.sizes)
+
+    def all_query_masks(self, head: HeadOutput) -> torch.Tensor:
+        """M of every query of the last layer, [B,T,Q,H,W] (one refinement per query)."""
+        dyn = head.last.dynamic
+        return torch.stack([self.refine_masks(dyn[:, :, q], head.levels) for q in range(dyn.shape[2])], dim=2)
 
     # ------------------------------------------------------------------ inference verbs
 
@@ -362,23 +350,20 @@ class VDIT(nn.Module):
         if queries not in QUERY_MODES:
             raise ValueError(f"queries must be one of {QUERY_MODES}, got {queries!r}")
         n = len(texts)
-        out = self(video.frames.expand(n, *video.frames.shape[1:]), list(texts),
-                   pad_mask=video.pad_mask.expand(n, *video.pad_mask.shape[1:]), sizes=video.sizes.expand(n, 2),
-                   valid_indices=None if valid_indices is None else [list(valid_indices)] * n,
-                   visual=expand_visual(video.visual, n), mask_queries=queries, check_values=False)
-        return self._segment_output(out, queries, video.size)
-
-    @staticmethod
-    def _segment_output(out: dict[str, Any], queries: str, size: tuple[int, int]) -> SegmentOutput:
-        """forward's inference outputs -> SegmentOutput (one mask shape whatever `queries`)."""
-        best = out["best_query"]
+        head = self(video.frames.expand(n, *video.frames.shape[1:]), list(texts),
+                    pad_mask=video.pad_mask.expand(n, *video.pad_mask.shape[1:]), sizes=video.sizes.expand(n, 2),
+                    valid_indices=None if valid_indices is None else [list(valid_indices)] * n,
+                    visual=expand_visual(video.visual, n), check_values=False)
+        layer = head.last
+        scores, best = self.query_scores(layer)
         if queries == "best":
-            masks, index = out["pred_masks"][:, :, None], best[:, None]
+            ar = torch.arange(n, device=best.device)
+            masks, index = self.refine_masks(layer.dynamic[ar, :, best], head.levels)[:, :, None], best[:, None]
         else:
-            masks = out["pred_masks"]
-            index = torch.arange(masks.shape[2], device=best.device).expand(best.shape[0], -1)
-        return SegmentOutput(mask_logits=masks, mask_queries=index, query_logits=out["pred_logits"][..., 0],
-                             scores=out["scores"], best_query=best, size=size)
+            masks = self.all_query_masks(head)
+            index = torch.arange(masks.shape[2], device=best.device).expand(n, -1)
+        return SegmentOutput(mask_logits=masks, mask_queries=index, query_logits=layer.pred_logits[..., 0],
+                             scores=scores, best_query=best, size=video.size)
 
     # ------------------------------------------------------------------ input handling
 
@@ -407,13 +392,8 @@ class VDIT(nn.Module):
         return frames, pad_mask, sizes.to(frames.device)
 
     @staticmethod
-    def _pad_to_divisible(frames, pad_mask, targets):
-        padded, pad_mask = pad_to_divisible(frames, INPUT_SIZE_DIVISIBILITY, pad_mask=pad_mask)
-        if targets is not None and padded is not frames:
-            masks = pad_to_divisible(targets.masks.float()[:, :, None], INPUT_SIZE_DIVISIBILITY)[0][:, :, 0]
-            targets = SimpleNamespace(masks=masks, boxes=targets.boxes, valid=targets.valid,
-                                      valid_indices=getattr(targets, "valid_indices", None))
-        return padded, pad_mask, targets
+    def _pad_to_divisible(frames, pad_mask):
+        return pad_to_divisible(frames, INPUT_SIZE_DIVISIBILITY, pad_mask=pad_mask)
 
     @staticmethod
     def _frame_index(valid_indices: list[list[int]], b: int, t: int, device) -> torch.Tensor:

@@ -13,10 +13,11 @@ Used by bench/fullscale.py, bench/profile_fullscale.py and bench/cpu_official_se
 """
 from vdit.profiling.accounting import meta_accounting
 from vdit.profiling.flops import count_inference_flops, count_training_flops, inference_flops, training_flops
-from vdit.profiling.random_model import TEXTS, FixedMatcher, build_model, make_targets, model_config
+from vdit.profiling.random_model import (TEXTS, FixedMatcher, build_model, make_batch, meta_training_step,
+                                         model_config)
 from vdit.profiling.sdpa import sdpa_cpu_flash, sdpa_efficient
 
 __all__ = [
     "TEXTS", "FixedMatcher", "build_model", "count_inference_flops", "count_training_flops", "inference_flops",
-    "make_targets", "meta_accounting", "model_config", "sdpa_cpu_flash", "sdpa_efficient", "training_flops",
+    "make_batch", "meta_accounting", "meta_training_step", "model_config", "sdpa_cpu_flash", "sdpa_efficient", "training_flops",
 ]

@@ -7,7 +7,7 @@ from typing import Any, Callable
 import torch
 
 from vdit.profiling.accounting import meta_accounting
-from vdit.profiling.random_model import TEXTS, FixedMatcher, build_model, make_targets
+from vdit.profiling.random_model import TEXTS, build_model, make_batch, meta_training_step
 
 
 def count_inference_flops(preset: str, frames: int, size: tuple[int, int]) -> dict[str, float]:
@@ -46,7 +46,7 @@ def count_inference_flops(preset: str, frames: int, size: tuple[int, int]) -> di
         z = vis.latent_mean
         count("unet", lambda: bb.unet(z, bb.timestep, encoder_hidden_states=prompt))
         count("unet_no_tail", lambda: unet_taps(bb.unet, z, bb.timestep, prompt.repeat_interleave(frames, dim=0)))
-        count("model_with_visual", lambda: model(x, text, visual=vis))
+        count("model_with_visual", lambda: model.predict(x, text, visual=vis))
     out["rest"] = out.pop("model_with_visual") - out["unet_no_tail"] - out["t2v_text"] - out["roberta"]
     out["per_sentence_ours"] = out["unet_no_tail"] + out["rest"] + out["t2v_text"] + out["roberta"]
     out["visual"] = out["vae_encoder"] + out["clip_vision"]
@@ -57,16 +57,11 @@ def count_inference_flops(preset: str, frames: int, size: tuple[int, int]) -> di
 
 def count_training_flops(preset: str, frames: int, size: tuple[int, int], grad_ckpt: bool) -> float:
     """FLOPs of one training step (forward with matching, loss, backward) on the meta device."""
-    from vdit.losses import SetCriterion
-
     model = build_model(preset, "meta", grad_ckpt=grad_ckpt).train()
-    model.matcher = FixedMatcher()
-    crit = SetCriterion(num_aux_layers=model.cfg.head.dec_layers - 1)
+    step = meta_training_step(model)
     h, w = size
     with meta_accounting(count_flops=True) as acc:
-        out = model(torch.zeros(1, frames, 3, h, w, device="meta"), [TEXTS[0]],
-                    targets=make_targets(1, frames, h, w, "meta"))
-        crit(out, out["targets"])["loss"].backward()
+        step(make_batch(torch.zeros(1, frames, 3, h, w, device="meta")))["loss"].backward()
     return float(acc.flops.get_total_flops())
 
 

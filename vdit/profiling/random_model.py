@@ -2,7 +2,6 @@
 checkpoint or dataset needed: compute and memory depend on shapes only)."""
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -10,7 +9,9 @@ from torch import Tensor, nn
 
 if TYPE_CHECKING:
     from vdit.config import ModelConfig
+    from vdit.data.types import ClipBatch
     from vdit.models.vdit import VDIT
+    from vdit.training import TrainingWrapper
 
 # Sentences of a profiled step. Tokenizers are the test kit's stand-ins (`vdit.testing`): token ids differ
 # from the real tokenizers' but sequence shapes, hence compute and memory, do not.
@@ -46,13 +47,27 @@ class FixedMatcher(nn.Module):
         return torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
 
 
-def make_targets(b: int, t: int, h: int, w: int, device: str | torch.device) -> SimpleNamespace:
-    """One box-shaped object per clip, valid in every frame: masks [b,t,h,w], boxes [b,t,4] (cx, cy, w, h
-    normalised), valid [b,t]."""
+def make_batch(frames: Tensor, text: str = TEXTS[0]) -> "ClipBatch":
+    """A training batch of `frames` [B,T,3,H,W] (on their device): one box-shaped object per clip, valid
+    in every frame, no padding."""
+    from vdit.data.types import ClipBatch
+
+    b, t, _, h, w = frames.shape
+    device = frames.device
     masks = torch.zeros(b, t, h, w)
     masks[:, :, h // 4: h // 2, w // 3: w // 2] = 1
     boxes = torch.tensor([(w // 3 + w // 2) / 2 / w, (h // 4 + h // 2) / 2 / h, (w // 2 - w // 3) / w,
                           (h // 2 - h // 4) / h]).expand(b, t, 4).clone()
-    return SimpleNamespace(masks=masks.to(device), boxes=boxes.to(device),
-                           valid=torch.ones(b, t, dtype=torch.bool).to(device))
+    sizes = torch.tensor([[h, w]] * b).to(device)
+    return ClipBatch(frames=frames, pad_mask=torch.zeros(b, t, h, w, dtype=torch.bool).to(device),
+                     masks=masks.to(device), boxes=boxes.to(device),
+                     valid=torch.ones(b, t, dtype=torch.bool).to(device), sizes=sizes, orig_sizes=sizes,
+                     texts=[text] * b)
 
+
+def meta_training_step(model: nn.Module) -> "TrainingWrapper":
+    """The training step of `model` with FixedMatcher (meta tensors hold no values to match on)."""
+    from vdit.losses import build_criterion
+    from vdit.training import TrainingWrapper
+
+    return TrainingWrapper(model, FixedMatcher(), build_criterion(model.cfg.loss, model.cfg.head.dec_layers))

@@ -15,13 +15,13 @@ import dataclasses
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vdit.data.types import ClipBatch
 from vdit.losses import SetCriterion, VideoHungarianMatcher, build_criterion, build_matcher
 from vdit.models.outputs import LayerPredictions
-from vdit.models.vdit import INPUT_SIZE_DIVISIBILITY, VDIT
+from vdit.models.padding import INPUT_SIZE_DIVISIBILITY, pad_to_divisible, padded_size
+from vdit.models.vdit import VDIT
 
 
 def pad_targets(batch: ClipBatch, divisibility: int = INPUT_SIZE_DIVISIBILITY) -> ClipBatch:
@@ -29,10 +29,11 @@ def pad_targets(batch: ClipBatch, divisibility: int = INPUT_SIZE_DIVISIBILITY) -
     outputs have: H, W rounded up to multiples of `divisibility`, as `VDIT.forward` pads the frames.
     The batch itself when nothing is to pad (training batches come padded to 32)."""
     h, w = batch.masks.shape[-2:]
-    ph, pw = (-h) % divisibility, (-w) % divisibility
-    if ph == 0 and pw == 0:
+    if padded_size(h, w, divisibility) == (h, w):
         return batch
-    return dataclasses.replace(batch, masks=F.pad(batch.masks.float(), (0, pw, 0, ph)))
+    # the one padding function (vdit.models.padding), on the masks as one-channel frames [B,T,1,H,W]
+    masks, _ = pad_to_divisible(batch.masks.float()[:, :, None], divisibility)
+    return dataclasses.replace(batch, masks=masks[:, :, 0])
 
 
 class TrainingWrapper(nn.Module):

@@ -54,7 +54,7 @@ def test_meta_accounting_matches_a_real_cpu_step(grad_ckpt):
     assert meta["held"] == pytest.approx(real["held"], rel=0.01)
     assert meta["peak"] == pytest.approx(real["peak"], rel=0.01)
     # the only value reads of weight-dependent tensors are the degenerate-box sanity checks
-    assert set(meta["unknown"]) <= {"box_ops.py:140"}
+    assert {where.split(":")[0] for where in meta["unknown"]} <= {"box_ops.py"}, meta["unknown"]
 
 
 def test_grad_ckpt_lowers_held_activations():

@@ -61,8 +61,9 @@ class MemoryAccounting(TorchDispatchMode):
         predicted box degenerate?"): answer 0 / False, the no-problem branch, and remember where."""
         import traceback
 
+        # the innermost line of the model's code (not of this accounting, which is in vdit too)
         where = next((f"{Path(f.filename).name}:{f.lineno}" for f in reversed(traceback.extract_stack())
-                      if "/vdit/" in f.filename), "?")
+                      if "/vdit/" in f.filename and "/vdit/profiling/" not in f.filename), "?")
         self.unknown_reads[where] = self.unknown_reads.get(where, 0) + 1
         return False if t.dtype == torch.bool else 0
 

@@ -31,12 +31,12 @@ def _write_json(path: str | None, payload: dict) -> None:
     """The figures as strict JSON (a non-finite figure is null)."""
     if not path:
         return
-    from vdit.fileio import dumps_json
+    from vdit.fileio import write_json
 
     out = Path(path)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(dumps_json(payload, indent=2) + "\n", encoding="utf-8")
+        write_json(out, payload)
     except OSError as exc:
         raise EvaluationError(f"cannot write {out}: {exc.strerror or exc}") from None
     print(f"wrote {out}")

@@ -9,6 +9,7 @@ from PIL import Image, ImageDraw
 
 from vdit.data.synthetic.world import COLOURS, SyntheticObject
 from vdit.errors import ConfigError
+from vdit.models.inputs import PIXEL_MAX
 
 SUPERSAMPLE = 4
 STAR_INNER_RATIO = 0.45
@@ -20,7 +21,6 @@ BACKGROUND_TINT = 15.0
 BACKGROUND_AMPLITUDE = (12.0, 30.0)
 BACKGROUND_NOISE = 6.0
 FRAME_NOISE = 2.5
-PIXEL_MAX = 255.0
 
 
 def _shape_points(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, float]]:

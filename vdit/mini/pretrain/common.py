@@ -13,6 +13,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from vdit.errors import ConfigError
+from vdit.models.inputs import PIXEL_MAX
 
 LogFn = Callable[[dict[str, Any]], None]
 
@@ -20,7 +21,6 @@ LOG_EVERY = 10  # steps between loss records
 MIN_STAGE_STEPS = 2
 MIN_LR_FACTOR = 0.1  # cosine decay ends at this fraction of the peak learning rate
 ADAM_BETAS = (0.9, 0.999)
-PIXEL_MAX = 255.0
 ENCODE_BATCH = 64  # frames or captions per encoder call outside training steps
 
 

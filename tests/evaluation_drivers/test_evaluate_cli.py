@@ -15,6 +15,30 @@ def test_evaluate_ytvos_cli(ytvos_root, tiny_weights, tmp_path, capsys):
     assert '"J&F"' in capsys.readouterr().out
 
 
+def test_evaluate_compile_vae_reaches_the_backbone(ytvos_root, tiny_weights, tmp_path, monkeypatch):
+    """--compile-vae compiles the loaded model's VAE encoder (here with the eager backend: the same
+    numbers) before the benchmark runs."""
+    from vdit.models.backbone.diffusion_backbone import DiffusionBackbone
+
+    real = DiffusionBackbone.compile_vae_encoder
+    calls = []
+
+    def eager(self, **kw):
+        calls.append(self)
+        real(self, backend="eager")
+
+    monkeypatch.setattr(DiffusionBackbone, "compile_vae_encoder", eager)
+    scores = []
+    for flag in ([], ["--compile-vae"]):
+        out = tmp_path / f"out{len(flag)}"
+        rc = main(["evaluate", "--preset", "ytvos", "--weights", str(tiny_weights), "--data", str(ytvos_root),
+                   "--out", str(out), "--limit", "1", "--short-side", "64", "--device", "cpu", "--quiet", *flag])
+        assert rc == 0
+        scores.append(json.loads((out / "metrics.json").read_text())["J&F"])
+    assert len(calls) == 1 and getattr(calls[0].vae.encoder, "_compiled_call_impl", None) is not None
+    assert scores[0] == scores[1]
+
+
 def test_evaluate_refcoco_cli(refcoco_root, tiny_weights, tmp_path):
     out = tmp_path / "out"
     rc = main(["evaluate", "--preset", "refcoco", "--weights", str(tiny_weights), "--data", str(refcoco_root),

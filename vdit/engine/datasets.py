@@ -19,8 +19,6 @@ from torch.utils.data import ConcatDataset, Dataset, Subset
 from vdit.config import DataConfig
 from vdit.errors import ConfigError, DataError
 
-SYNTHETIC_INFO_FILE = "synthetic_benchmark.json"  # written by vdit.data.synthetic.make_synthetic_benchmark
-
 
 def _root(data: DataConfig) -> Path:
     if not data.root:
@@ -31,11 +29,11 @@ def _root(data: DataConfig) -> Path:
 def ensure_synthetic(data: DataConfig) -> bool:
     """Write the synthetic benchmark to data.root when it holds none and data.synthetic_videos > 0.
     Returns True when it was written. Call on one process only."""
-    root = _root(data)
-    if (root / SYNTHETIC_INFO_FILE).is_file() or data.synthetic_videos == 0:
-        return False
-    from vdit.data.synthetic import make_synthetic_benchmark
+    from vdit.data.synthetic import INFO_FILE, make_synthetic_benchmark
 
+    root = _root(data)
+    if (root / INFO_FILE).is_file() or data.synthetic_videos == 0:
+        return False
     make_synthetic_benchmark(root, num_train_videos=data.synthetic_videos, num_valid_videos=0,
                              num_heldout_videos=0, num_frames=data.synthetic_frames, height=data.synthetic_height,
                              width=data.synthetic_width, seed=data.synthetic_seed)

@@ -19,18 +19,21 @@ import numpy as np
 from vdit.errors import DataError
 
 
-def read_json(path: str | Path) -> Any:
-    """json.load with a DataError naming the file when it is missing, unreadable or not valid json/utf-8."""
+def read_json(path: str | Path, what: str = "json file") -> Any:
+    """json.load with a DataError naming the file (as `what`, e.g. "COCO ground truth") when it is
+    missing, a folder, unreadable or not valid json/utf-8."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{what} {path} is a directory, expected a JSON file")
     if not path.is_file():
-        raise DataError(f"{path}: json file not found")
+        raise DataError(f"{what} not found: {path}")
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot parse json ({exc})") from exc
+        raise DataError(f"{what} {path}: cannot parse json ({exc})") from exc
     except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from exc
+        raise DataError(f"{what} {path}: cannot read ({exc})") from exc
 
 
 def strict_json(obj: Any, nonfinite: str = "null", where: str = "") -> Any:

@@ -113,7 +113,7 @@ def test_mevis_bad_input(mevis, davis_tools):
     with pytest.raises(EvaluationError, match=r"00002\.png is 40x26"):
         evaluate_mevis(root / "meta_expressions.json", root / "mask_dict.json", res)
     (root / "mask_dict.json").write_text("[1, 2")
-    with pytest.raises(DataError, match=r"mask_dict\.json is not valid JSON"):
+    with pytest.raises(DataError, match=r"mask_dict\.json: cannot parse json"):
         evaluate_mevis(root / "meta_expressions.json", root / "mask_dict.json", res)
     (root / "mask_dict.json").write_text(json.dumps({"10": [rle(box(0, 2, 0, 2))] * 3, "12": [None] * 2}))
     with pytest.raises(DataError, match="anno_id 11 is not in the mask dictionary"):

@@ -151,7 +151,7 @@ def test_evaluate_files_and_bad_input(tmp_path):
     (tmp_path / "corrupt.json").write_text("{not json")
     with pytest.raises(DataError, match=r"corrupt\.json"):
         evaluate_referring_coco(tmp_path / "corrupt.json", pred_path)
-    with pytest.raises(DataError, match=r"corrupt\.json is not valid JSON"):
+    with pytest.raises(DataError, match=r"corrupt\.json: cannot parse json"):
         evaluate_referring_coco(gt_path, tmp_path / "corrupt.json")
     bad = [dict(p) for p in preds]
     bad[3]["image_id"] = "v_unknown_f_0_i_0"

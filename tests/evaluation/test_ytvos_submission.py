@@ -109,7 +109,7 @@ def test_validator_bad_inputs(submission):
     out, meta, tmp = submission
     zip_path = zip_submission(out, tmp / "submission.zip")
     (tmp / "corrupt.json").write_text('{"videos": ')
-    with pytest.raises(DataError, match=r"corrupt\.json is not valid JSON"):
+    with pytest.raises(DataError, match=r"corrupt\.json: cannot parse json"):
         validate_submission(zip_path, tmp / "corrupt.json")
     with pytest.raises(EvaluationError, match="not found"):
         validate_submission(tmp / "nope.zip", meta)

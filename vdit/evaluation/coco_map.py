@@ -22,8 +22,8 @@ import io
 from pathlib import Path
 
 from vdit.errors import DataError, EvaluationError
-from vdit.evaluation.masks_io import load_json
 from vdit.evaluation.referring_iou import top1_iou_metrics
+from vdit.fileio import read_json
 
 AP_LABELS = ("mAP 0.5:0.95", "AP 0.5", "AP 0.75", "AP 0.5:0.95 S", "AP 0.5:0.95 M", "AP 0.5:0.95 L")
 # The single dummy category of referring segmentation (categories are not predicted).
@@ -127,8 +127,8 @@ def evaluate_referring_coco(gt_path: Path | str, predictions_path: Path | str,
     Returns the COCO mAP figures (when `with_map`), then ``P@0.5``..``P@0.9``, ``overall_iou``,
     ``mean_iou`` and ``n_samples`` of the top-score prediction per GT image.
     """
-    gt = validate_gt(load_json(gt_path, "COCO ground truth"), gt_path)
-    preds = validate_predictions(load_json(predictions_path, "prediction file"), predictions_path)
+    gt = validate_gt(read_json(gt_path, "COCO ground truth"), gt_path)
+    preds = validate_predictions(read_json(predictions_path, "prediction file"), predictions_path)
     out: dict[str, float] = {}
     if with_map:
         out.update(coco_segm_map(gt, preds, str(predictions_path)))

@@ -1,4 +1,4 @@
-"""Reading masks and small json/text files for the evaluators, with errors that name the file.
+"""Reading masks and small text files for the evaluators (json: `vdit.fileio.read_json`), with errors that name the file.
 
 Label PNGs are read as the official DAVIS tools read them (``np.array(Image.open(path))``): the pixel value
 of a palette ('P') or 8-bit grey ('L') image is the object id. Anything that is not a single-channel 8-bit
@@ -8,9 +8,7 @@ treat colours as ids.
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -57,17 +55,3 @@ def png_stems(folder: Path) -> list[str]:
     if not folder.is_dir():
         return []
     return sorted(p.name[: -len(".png")] for p in folder.iterdir() if p.name.endswith(".png"))
-
-
-def load_json(path: Path | str, what: str = "json file") -> Any:
-    """json.load with a DataError naming the file when it is missing or not valid JSON."""
-    path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise DataError(f"{what} not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{what} {path} is not valid JSON: {exc}") from None
-    except IsADirectoryError:
-        raise DataError(f"{what} {path} is a directory, expected a JSON file") from None

@@ -29,7 +29,8 @@ import numpy as np
 
 from vdit.errors import DataError, EvaluationError
 from vdit.evaluation.jf import BOUNDARY_THRESHOLD, frame_jf
-from vdit.evaluation.masks_io import load_json, read_label_png
+from vdit.evaluation.masks_io import read_label_png
+from vdit.fileio import read_json
 
 META_FILE = "meta_expressions.json"
 MASK_DICT_FILE = "mask_dict.json"
@@ -134,8 +135,8 @@ def evaluate_mevis(meta_path: Path | str, mask_dict_path: Path | str, results: P
                    progress=None) -> MevisResult:
     """Score a MeViS results folder: mean over expressions of per-expression mean J and F."""
     meta_path, mask_dict_path = Path(meta_path), Path(mask_dict_path)
-    videos = _expressions(load_json(meta_path, "MeViS meta_expressions"), meta_path)
-    mask_dict = load_json(mask_dict_path, "MeViS mask dictionary")
+    videos = _expressions(read_json(meta_path, "MeViS meta_expressions"), meta_path)
+    mask_dict = read_json(mask_dict_path, "MeViS mask dictionary")
     if not isinstance(mask_dict, dict):
         raise DataError(f"{mask_dict_path} must be a mapping anno_id -> list of per-frame RLEs")
     results_dir = resolve_results_dir(results)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from vdit.errors import DataError, EvaluationError
-from vdit.evaluation.masks_io import load_json
+from vdit.fileio import read_json
 
 SUBMISSION_DIR = "Annotations"
 FOREGROUND_VALUE = 255
@@ -89,7 +89,7 @@ class ValidationReport:
 
 def load_meta_expressions(path: Path | str) -> dict[str, dict]:
     """The "videos" mapping of a meta_expressions.json, checked for the fields the validator needs."""
-    meta = load_json(path, "meta_expressions file")
+    meta = read_json(path, "meta_expressions file")
     videos = meta.get("videos") if isinstance(meta, dict) else None
     if not isinstance(videos, dict):
         raise DataError(f"{path} has no 'videos' mapping")

@@ -31,8 +31,7 @@ from torch import nn
 from vdit.data.transforms import ClipTransform, Resize, build_transforms
 from vdit.data.types import ClipSample
 from vdit.errors import EvaluationError
-from vdit.evaluation.masks_io import load_json
-from vdit.fileio import write_json
+from vdit.fileio import read_json, write_json
 from vdit.inference.benchmark_session import FRAME_MAX_SIZE, BenchmarkOptions, item_seed, limited, session_of
 from vdit.inference.predictor import VDITPredictor
 
@@ -127,7 +126,7 @@ def score_predictions(gt_path: Path, predictions: list[dict[str, Any]], opts: Be
     from vdit.evaluation.coco_map import coco_segm_map, validate_gt
     from vdit.evaluation.referring_iou import top1_iou_metrics
 
-    gt = validate_gt(load_json(gt_path, "COCO ground truth"), gt_path)
+    gt = validate_gt(read_json(gt_path, "COCO ground truth"), gt_path)
     subset = gt_subset(gt, {p["image_id"] for p in predictions})
     pred_path = write_json(opts.out_dir / PREDICTIONS_FILE, predictions)
     write_json(opts.out_dir / GT_FILE, subset)

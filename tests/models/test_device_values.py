@@ -29,3 +29,19 @@ def test_fills_copy_nothing_from_the_host():
 def test_empty_and_meta():
     assert tensor_on_device([], torch.long, "cpu", fill=True).shape == (0,)
     assert tensor_on_device([[1, 2]], torch.long, "meta").shape == (1, 2)
+
+
+def test_uploaded_once_makes_each_table_once_per_key():
+    from vdit.models.ops.device_values import uploaded_once
+
+    made = []
+
+    def make():
+        made.append(1)
+        return torch.arange(3), torch.ones(2)
+
+    first = uploaded_once(("test-table", 3), "cpu", make)
+    again = uploaded_once(("test-table", 3), "cpu", make)
+    other = uploaded_once(("test-table", 4), "cpu", make)
+    assert len(made) == 2 and again is first and other is not first
+    assert torch.equal(first[0], torch.arange(3)) and torch.equal(first[1], torch.ones(2))

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from vdit.errors import InputError
+from vdit.models.ops.device_values import uploaded_once
 
 # ImageNet statistics of the official Normalize: the model's input (`frames_to_tensor`, the datasets'
 # ClipSample.frames) and the backbone's un-normalisation before its CLIP and VAE branches.
@@ -55,21 +56,9 @@ def frames_to_tensor(frames: Sequence[Any]) -> torch.Tensor:
     return normalize_uint8(torch.from_numpy(np.stack(arrays)))
 
 
-_CONSTANTS: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-
-
-def _mean_std(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """IMAGENET_MEAN / IMAGENET_STD as [1,3,1,1] float32 on `device`, uploaded once per device (an upload
-    from pageable memory makes the host wait for the device's queue)."""
-    key = str(device)
-    if key not in _CONSTANTS:
-        _CONSTANTS[key] = (torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1).to(device),
-                           torch.tensor(IMAGENET_STD).view(1, 3, 1, 1).to(device))
-    return _CONSTANTS[key]
-
-
 def normalize_uint8(frames: torch.Tensor) -> torch.Tensor:
     """uint8 [T,H,W,3] (any device) -> [T,3,H,W] float32 ImageNet-normalised on the same device: the
     model's input format (`/ 255`, then `(x - mean) / std`, the official Normalize)."""
-    mean, std = _mean_std(frames.device)
+    mean, std = uploaded_once("imagenet_mean_std", frames.device, lambda: (
+        torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)))
     return (frames.permute(0, 3, 1, 2).float() / PIXEL_MAX - mean) / std

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from vdit.errors import ConfigError
 from vdit.models.foundation import ClipImageSpec
-from vdit.models.ops.device_values import tensor_on_device
+from vdit.models.ops.device_values import tensor_on_device, uploaded_once
 
 PIXEL_MAX = 255
 # Pillow's resampling (libImaging/Resample.c): filter weights in double, normalised to sum 1, then fixed
@@ -96,6 +96,15 @@ def _pil_bicubic(x: float) -> float:
     return 0.0
 
 
+def _pil_tables(in_size: int, out_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tap indices [out, ksize] int64, fixed-point weights [out, ksize] int32) of one pass, on the host."""
+    starts, weights = _pil_coefficients(in_size, out_size)
+    ksize = len(weights[0])
+    # Tap j of output i reads input starts[i] + j; taps past the edge have weight 0 (index clamped).
+    index = (torch.tensor(starts)[:, None] + torch.arange(ksize)[None]).clamp_(max=in_size - 1)
+    return index, torch.tensor(weights, dtype=torch.int32)
+
+
 @functools.lru_cache(maxsize=32)
 def _pil_coefficients(in_size: int, out_size: int) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...]]:
     """Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc` for the bicubic filter over the whole input
@@ -121,25 +130,10 @@ def _pil_coefficients(in_size: int, out_size: int) -> tuple[tuple[int, ...], tup
     return tuple(starts), tuple(weights)
 
 
-_PIL_TABLES: dict[tuple[int, int, str], tuple[torch.Tensor, torch.Tensor]] = {}
-
-
-def _pil_tables(in_size: int, out_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(tap indices [out, ksize] int64, fixed-point weights [out, ksize] int32) on `device`, uploaded once
-    per size pair and device (a blocking upload makes the host wait for the device's queue)."""
-    key = (in_size, out_size, str(device))
-    if key not in _PIL_TABLES:
-        starts, weights = _pil_coefficients(in_size, out_size)
-        ksize = len(weights[0])
-        # Tap j of output i reads input starts[i] + j; taps past the edge have weight 0 (index clamped).
-        index = (torch.tensor(starts)[:, None] + torch.arange(ksize)[None]).clamp_(max=in_size - 1)
-        _PIL_TABLES[key] = (index.to(device), torch.tensor(weights, dtype=torch.int32).to(device))
-    return _PIL_TABLES[key]
-
-
 def _pil_pass(x: torch.Tensor, out_size: int, dim: int) -> torch.Tensor:
     """One of Pillow's 8-bit resampling passes along `dim` of an int32 tensor of 0..255 values."""
-    index, w = _pil_tables(x.shape[dim], out_size, x.device)
+    index, w = uploaded_once(("pil_bicubic", x.shape[dim], out_size), x.device,
+                             lambda: _pil_tables(x.shape[dim], out_size))
     ksize = index.shape[1]
     shape = [1] * x.dim()
     shape[dim] = out_size

@@ -7,10 +7,14 @@ dry (measured on an H200: a write queued behind a 2.7 ms matrix product returned
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import torch
 from torch import Tensor
+
+T = TypeVar("T", Tensor, tuple)
+
+_UPLOADED: dict[tuple[Any, str], Any] = {}
 
 
 def tensor_on_device(values: Any, dtype: torch.dtype, device: torch.device | str,
@@ -29,6 +33,18 @@ def tensor_on_device(values: Any, dtype: torch.dtype, device: torch.device | str
     # dtype as torch.tensor does.
     parts = [torch.full((), v, dtype=dtype, device=device) for v in _flat(values)]
     return torch.stack(parts).reshape(host.shape)
+
+
+def uploaded_once(key: Any, device: torch.device | str, make: Callable[[], T]) -> T:
+    """`make()` (a host tensor, or a tuple of them) moved to `device`, made and uploaded once per `key`
+    and device, then served from a cache: for constant tables too large for fills (one upload makes the
+    host wait once, not on every call). Callers must not modify the result."""
+    cache_key = (key, str(torch.device(device)))
+    if cache_key not in _UPLOADED:
+        host = make()
+        _UPLOADED[cache_key] = (tuple(t.to(device) for t in host) if isinstance(host, tuple)
+                                else host.to(device))
+    return _UPLOADED[cache_key]
 
 
 def _flat(values: Any) -> list:

@@ -59,6 +59,8 @@ def test_run_config_yaml_round_trip(tmp_path):
 @pytest.mark.parametrize("override, message", [
     ("train.amp=fp8", "train.amp='fp8'"),
     ("train.lr_drops=[8, 6]", "increasing order"),
+    ("train.lr_drop_steps=[300, 300]", "increasing order"),
+    ("train.lr_drop_steps=[0]", "steps >= 1"),
     ("train.grad_accum=0", "train.grad_accum=0: must be >= 1"),
     ("data.name=kinetics", "data.name='kinetics'"),
     ("train.epoch=3", "did you mean train.'epochs'?"),

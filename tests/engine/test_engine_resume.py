@@ -15,6 +15,8 @@ from vdit.engine.run_log import read_metrics
 
 CRASH_AT_STEP = 7  # 2 epochs x 4 steps; checkpoints at 3, 4 (epoch end), 6 -> resume mid-epoch 2 from step 6
 CKPT_EVERY = 3
+LR_DROP_STEP = 5  # between the checkpoints of steps 4 and 6: the resumed run must continue at the lowered rate
+RUN_SETS = (f"train.ckpt_every={CKPT_EVERY}", f"train.lr_drop_steps=[{LR_DROP_STEP}]")
 
 
 class Crash(RuntimeError):
@@ -39,7 +41,7 @@ def _crash_at(monkeypatch, step: int) -> None:
 @pytest.fixture(scope="module")
 def uninterrupted(tiny_root, engine_synth_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("uninterrupted") / "run"
-    assert main(tiny_args(tiny_root, engine_synth_root, out, f"train.ckpt_every={CKPT_EVERY}")) == 0
+    assert main(tiny_args(tiny_root, engine_synth_root, out, *RUN_SETS)) == 0
     return out
 
 
@@ -47,7 +49,7 @@ def uninterrupted(tiny_root, engine_synth_root, tmp_path_factory):
 def crashed(tiny_root, engine_synth_root, tmp_path_factory):
     """The same run, killed after step 7 (its last checkpoint is step 6, mid-epoch 2)."""
     out = tmp_path_factory.mktemp("crashed") / "run"
-    args = tiny_args(tiny_root, engine_synth_root, out, f"train.ckpt_every={CKPT_EVERY}")
+    args = tiny_args(tiny_root, engine_synth_root, out, *RUN_SETS)
     with pytest.MonkeyPatch.context() as m:
         _crash_at(m, CRASH_AT_STEP)
         with pytest.raises(Crash):
@@ -81,6 +83,18 @@ def test_resume_is_bit_exact(tmp_path, crashed, uninterrupted):
     replayed, ref = losses(out), losses(uninterrupted)
     for step in (CRASH_AT_STEP, CRASH_AT_STEP + 1):
         assert replayed[step] == ref[step]
+
+    # The step drop: x gamma after step LR_DROP_STEP, in both runs (the resumed one read it from step 6's
+    # optimiser state).
+    def lrs(run):
+        return {r["step"]: r["lr/default"] for r in read_metrics(run) if r["event"] == "train"}
+
+    cfg = ck.load_run_config(latest)
+    for run in (out, uninterrupted):
+        rates = lrs(run)
+        assert rates[LR_DROP_STEP - 1] == cfg.train.lr
+        assert rates[LR_DROP_STEP] == pytest.approx(cfg.train.lr * cfg.train.gamma, rel=1e-12)
+        assert rates[CRASH_AT_STEP + 1] == rates[LR_DROP_STEP]
 
 
 def _rewrite_in_layout2(ckpt_dir) -> None:

@@ -18,7 +18,8 @@ class TrainConfig:
 
     `lr` / `lr_text_encoder` are the *effective* learning rates (no scaling by the GPU count unless
     `lr_scaling="linear"`); `batch_size` is per process, so the global batch is
-    batch_size x world_size x grad_accum. `lr_drops` are epoch numbers (MultiStepLR, stepped per epoch).
+    batch_size x world_size x grad_accum. `lr_drops` are epoch numbers (MultiStepLR, stepped per epoch), `lr_drop_steps` optimizer
+    steps (x gamma after that step; the optimiser's state carries the lowered rate into checkpoints).
     """
 
     epochs: int = 9
@@ -28,6 +29,9 @@ class TrainConfig:
     weight_decay: float = 5e-4
     clip_max_norm: float = 0.1  # 0 disables clipping
     lr_drops: tuple[int, ...] = (6, 8)
+    # x gamma after these optimizer steps: for recipes a step budget ends (train.max_steps) before any epoch
+    # drop could happen, e.g. the miniature world's (vdit.mini.recipe); the paper's recipes use lr_drops only
+    lr_drop_steps: tuple[int, ...] = ()
     gamma: float = 0.1
     batch_size: int = 1  # clips per process and micro-step
     num_frames: int = 5  # T
@@ -69,6 +73,9 @@ class TrainConfig:
                 raise ConfigError(f"train.{name}={getattr(self, name)}: must be >= 0")
         if list(self.lr_drops) != sorted(self.lr_drops) or any(int(d) < 1 for d in self.lr_drops):
             raise ConfigError(f"train.lr_drops={list(self.lr_drops)}: epochs >= 1 in increasing order")
+        steps = list(self.lr_drop_steps)
+        if steps != sorted(set(steps)) or any(int(d) < 1 for d in steps):
+            raise ConfigError(f"train.lr_drop_steps={steps}: optimizer steps >= 1 in increasing order")
         if self.amp not in AMP_MODES:
             raise ConfigError(f"train.amp={self.amp!r}: expected one of {AMP_MODES}")
         if self.lr_scaling not in LR_SCALING_MODES:

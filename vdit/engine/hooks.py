@@ -89,7 +89,17 @@ class NonFiniteSkips(HookBase):
 
 
 class LRSchedule(HookBase):
-    """The per-epoch learning-rate schedule: one scheduler step per completed epoch."""
+    """The learning-rate schedule: one scheduler step per completed epoch (`lr_drops`), and x gamma after
+    each optimizer step of `lr_drop_steps`. The step drops change the optimiser's group rates in place, so
+    a checkpoint's optimiser state carries them and a resumed run continues at the lowered rate; the
+    epoch scheduler multiplies the current rate too, so both kinds of drop compose."""
+
+    def after_step(self) -> None:
+        tr = self.trainer
+        if tr.state.global_step in tr.tc.lr_drop_steps:
+            for group in tr.optimizer.param_groups:
+                group["lr"] *= tr.tc.gamma
+            tr.log.info(f"step {tr.state.global_step}: learning rate x {tr.tc.gamma} -> {group_lrs(tr.optimizer)}")
 
     def after_epoch(self) -> None:
         if not self.trainer.epoch_complete:

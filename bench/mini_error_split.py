@@ -8,8 +8,10 @@ truth (J&F per expression, DAVIS measures, the Ref-YouTube-VOS protocol at the b
 as `vdit mini eval`): (a) the query the model chooses (highest mean class score over the frames, spec
 6.1), (b) the best of the Q queries (oracle choice). If (b) is high and (a) low, the head segments the
 objects but does not pick the named one (grounding); if (b) is low too, the masks themselves are the
-problem. Also printed: how often the choice is the oracle's, and how many expressions land on the wrong
-object (chosen J&F < 0.2 while the oracle's > 0.5).
+problem. Also printed: how often the choice is the oracle's, how many expressions land on the wrong
+object (chosen J&F < 0.2 while the oracle's > 0.5), and with `--colours` a confusion table over both
+splits: per colour the sentence names, the colour of the object the chosen mask lies on most (its pixels
+over all frames, by the split's `meta.json` categories).
 """
 from __future__ import annotations
 
@@ -37,7 +39,11 @@ def split_scores(predictor, root: Path, split: str, limit: int | None = None) ->
     by_video: dict[str, list] = {}
     for e in expressions:
         by_video.setdefault(e.video_id, []).append(e)
-    jf_all, chosen = [], []
+    import json
+
+    categories = {vid: {int(k): o["category"] for k, o in v["objects"].items()}
+                  for vid, v in json.loads((root / split / "meta.json").read_text())["videos"].items()}
+    jf_all, chosen, landed = [], [], []
     for n, (vid, exps) in enumerate(by_video.items()):
         if limit is not None and n >= limit:
             break
@@ -53,8 +59,25 @@ def split_scores(predictor, root: Path, split: str, limit: int | None = None) ->
                 j, f = expression_jf(gt, res.masks[s, :, k])
                 per_query.append((j + f) / 2)
             jf_all.append(per_query)
-            chosen.append(int(np.argmax(res.query_scores[s])))
-    return {"jf": np.asarray(jf_all), "chosen": np.asarray(chosen)}
+            pick = int(np.argmax(res.query_scores[s]))
+            chosen.append(pick)
+            hits = np.bincount(ids[res.masks[s, :, pick]].ravel(), minlength=int(ids.max()) + 1)
+            hits[0] = 0  # background
+            target = categories[vid][int(next(iter(e.obj_ids)))].split()[0]
+            on = categories[vid][int(hits.argmax())].split()[0] if hits.max() > 0 else "background"
+            landed.append((target, on))
+    return {"jf": np.asarray(jf_all), "chosen": np.asarray(chosen), "landed": landed}
+
+
+def colour_confusion(landed: list[tuple[str, str]]) -> str:
+    """Rows: the colour a sentence names; columns: the colour of the object its chosen mask lies on."""
+    named = sorted({t for t, _ in landed})
+    cols = named + sorted({o for _, o in landed} - set(named))
+    lines = [f"{'named / landed on':<18}" + "".join(f"{c:>11}" for c in cols) + f"{'right':>8}"]
+    for t in named:
+        row = [sum(1 for a, b in landed if a == t and b == c) for c in cols]
+        lines.append(f"{t:<18}" + "".join(f"{n:>11}" for n in row) + f"{100 * row[cols.index(t)] / sum(row):>7.0f}%")
+    return "\n".join(lines)
 
 
 def summarize(scores: dict[str, np.ndarray]) -> dict[str, float]:
@@ -80,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--splits", nargs="+", default=["valid", "heldout"])
     ap.add_argument("--limit", type=int, default=None, help="videos per split")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--colours", action="store_true", help="print the colour confusion table of the chosen masks")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -90,10 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     predictor = VDITPredictor(model=model, device="cpu", window=None, short_side=side, max_size=None, amp=False)
     print(f"{'split':<10}{'n':>5}{'chosen J&F':>12}{'oracle J&F':>12}{'mean of Q':>11}{'choice=oracle %':>17}"
           f"{'wrong object %':>16}")
+    landed = []
     for split in args.splits:
-        s = summarize(split_scores(predictor, root, split, args.limit))
+        scores = split_scores(predictor, root, split, args.limit)
+        landed += scores["landed"]
+        s = summarize(scores)
         print(f"{split:<10}{s['n']:>5}{s['chosen']:>12.1f}{s['oracle']:>12.1f}{s['mean_query']:>11.1f}"
               f"{s['same_as_oracle']:>17.1f}{s['wrong_object']:>16.1f}", flush=True)
+    if args.colours:
+        print(colour_confusion(landed))
     return 0
 
 

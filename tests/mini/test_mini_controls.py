@@ -77,6 +77,9 @@ def test_mini_preset_and_run_config(tmp_path):
     assert cfg.model.foundation.arch == "mini" and cfg.data.name == "synthetic"
     assert cfg.train.weight_decay == 5e-4 and cfg.train.clip_max_norm == 0.1 and cfg.train.seed == 42
     assert cfg.data.synthetic_videos == 0  # the trainer never writes a train-only benchmark there
+    # one epoch (5091 steps of 4 clips x 2 frames), lr 8e-4 then x0.1 after step 4000 (docs/miniature.md, "Recipe")
+    assert (cfg.train.epochs, cfg.train.max_steps, cfg.train.batch_size, cfg.train.num_frames) == (1, 0, 4, 2)
+    assert (cfg.train.lr, cfg.train.lr_drop_steps, cfg.train.gamma, cfg.train.lr_drops) == (8e-4, (4000,), 0.1, ())
     run = mini_run_config(data=tmp_path, steps=7, seed=3, control="text_blind",
                           overrides=["model.backbone.noise.step=5"])
     assert (run.train.max_steps, run.train.seed, run.model.text_blind) == (7, 3, True)

@@ -107,7 +107,8 @@ def test_presets_include_the_miniature_worlds(capsys):
     assert main(["train", "--preset", "mini_synthetic", "--print-config"]) == 0
     import yaml
 
-    assert yaml.safe_load(capsys.readouterr().out)["train"]["max_steps"] == 2000
+    train = yaml.safe_load(capsys.readouterr().out)["train"]
+    assert (train["max_steps"], train["lr_drop_steps"]) == (0, [4000])  # one epoch, x0.1 after step 4000
 
 
 class _Terminal:

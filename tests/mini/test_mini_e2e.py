@@ -4,9 +4,10 @@ it never saw.
 
 Both heads are trained by the user's commands, `vdit mini train` then `vdit mini eval`, as two
 subprocesses side by side, one torch thread each: on the 2-core machine the two 750-step trainings
-take ~5 minutes that way, against ~9 one after the other with two threads (2 x 750 steps at the
-0.37 s/step of a two-thread 2000-step run, 745 s in bench/mini_budget.py). The recipe is
-`mini_synthetic` (batch 4 clips x 2 frames, lr 8e-4, seed 42).
+take ~5 minutes that way, against ~7 one after the other with two threads (2 x 750 steps at the
+0.27 s/step of the two-thread one-epoch run, 5091 steps in 1386 s in bench/mini_budget.py). The recipe
+is `mini_synthetic` (batch 4 clips x 2 frames, lr 8e-4, seed 42; its lr drop after step 4000 lies beyond
+these budgets).
 
 Two budgets (measured numbers and durations in docs/miniature.md, "Measured results"):
 - `valid` (default suite, ~6 minutes): 750 steps, scored on all 40 valid videos (videos unseen in

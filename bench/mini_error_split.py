@@ -16,6 +16,7 @@ over all frames, by the split's `meta.json` categories).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -39,8 +40,6 @@ def split_scores(predictor, root: Path, split: str, limit: int | None = None) ->
     by_video: dict[str, list] = {}
     for e in expressions:
         by_video.setdefault(e.video_id, []).append(e)
-    import json
-
     categories = {vid: {int(k): o["category"] for k, o in v["objects"].items()}
                   for vid, v in json.loads((root / split / "meta.json").read_text())["videos"].items()}
     jf_all, chosen, landed = [], [], []

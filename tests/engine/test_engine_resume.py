@@ -85,16 +85,16 @@ def test_resume_is_bit_exact(tmp_path, crashed, uninterrupted):
         assert replayed[step] == ref[step]
 
     # The step drop: x gamma after step LR_DROP_STEP, in both runs (the resumed one read it from step 6's
-    # optimiser state).
+    # optimiser state). Each step's record shows the rate that step used.
     def lrs(run):
         return {r["step"]: r["lr/default"] for r in read_metrics(run) if r["event"] == "train"}
 
     cfg = ck.load_run_config(latest)
     for run in (out, uninterrupted):
         rates = lrs(run)
-        assert rates[LR_DROP_STEP - 1] == cfg.train.lr
-        assert rates[LR_DROP_STEP] == pytest.approx(cfg.train.lr * cfg.train.gamma, rel=1e-12)
-        assert rates[CRASH_AT_STEP + 1] == rates[LR_DROP_STEP]
+        assert rates[LR_DROP_STEP] == cfg.train.lr
+        assert rates[LR_DROP_STEP + 1] == pytest.approx(cfg.train.lr * cfg.train.gamma, rel=1e-12)
+        assert rates[CRASH_AT_STEP + 1] == rates[LR_DROP_STEP + 1]
 
 
 def _rewrite_in_layout2(ckpt_dir) -> None:

@@ -89,17 +89,7 @@ class NonFiniteSkips(HookBase):
 
 
 class LRSchedule(HookBase):
-    """The learning-rate schedule: one scheduler step per completed epoch (`lr_drops`), and x gamma after
-    each optimizer step of `lr_drop_steps`. The step drops change the optimiser's group rates in place, so
-    a checkpoint's optimiser state carries them and a resumed run continues at the lowered rate; the
-    epoch scheduler multiplies the current rate too, so both kinds of drop compose."""
-
-    def after_step(self) -> None:
-        tr = self.trainer
-        if tr.state.global_step in tr.tc.lr_drop_steps:
-            for group in tr.optimizer.param_groups:
-                group["lr"] *= tr.tc.gamma
-            tr.log.info(f"step {tr.state.global_step}: learning rate x {tr.tc.gamma} -> {group_lrs(tr.optimizer)}")
+    """The per-epoch learning-rate schedule (`lr_drops`): one scheduler step per completed epoch."""
 
     def after_epoch(self) -> None:
         if not self.trainer.epoch_complete:
@@ -109,6 +99,20 @@ class LRSchedule(HookBase):
             # scheduler/optimizer order, which is not the case here.
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
             self.trainer.scheduler.step()
+
+
+class StepLRDrops(HookBase):
+    """x gamma after each optimizer step of `lr_drop_steps`. It runs after the step's metrics record (which
+    shows the rate the step used) and before its checkpoint: the drop changes the optimiser's group rates
+    in place, so that checkpoint's optimiser state carries the lowered rate and a resumed run continues
+    at it; the epoch scheduler multiplies the current rate, so both kinds of drop compose."""
+
+    def after_step(self) -> None:
+        tr = self.trainer
+        if tr.state.global_step in tr.tc.lr_drop_steps:
+            for group in tr.optimizer.param_groups:
+                group["lr"] *= tr.tc.gamma
+            tr.log.info(f"step {tr.state.global_step}: learning rate x {tr.tc.gamma} -> {group_lrs(tr.optimizer)}")
 
 
 class MetricsLog(HookBase):
@@ -222,4 +226,5 @@ class StepCallback(HookBase):
 
 def default_hooks() -> list[HookBase]:
     """The hooks of a training run, in the order they run."""
-    return [NonFiniteSkips(), LRSchedule(), MetricsLog(), ProgressBar(), MaxSteps(), Checkpoints(), StepCallback()]
+    return [NonFiniteSkips(), LRSchedule(), MetricsLog(), StepLRDrops(), ProgressBar(), MaxSteps(), Checkpoints(),
+            StepCallback()]

@@ -38,7 +38,8 @@ class StageConfig:
 
 @dataclass
 class PretrainPlan:
-    clip: StageConfig = field(default_factory=lambda: StageConfig(steps=500, batch_size=64, lr=1e-3))
+    # CLIP: 2000 steps (was 500) so that the colour words separate (see clip.CLIP_SCENE_PROB).
+    clip: StageConfig = field(default_factory=lambda: StageConfig(steps=2000, batch_size=64, lr=1e-3))
     vae: StageConfig = field(default_factory=lambda: StageConfig(steps=1000, batch_size=8, lr=1e-3))
     t2v: StageConfig = field(default_factory=lambda: StageConfig(steps=1750, batch_size=32, lr=1e-3,
                                                                  warmup_steps=50))

@@ -29,8 +29,8 @@ MINI_LOG_EVERY = 50
 def mini_synthetic() -> RunConfig:
     """VD-IT on the miniature world's shipped foundation models and its generated benchmark (CPU-sized).
     `data.root` defaults to where `vdit mini` keeps the benchmark ($VDIT_CACHE/mini-benchmark-2)."""
-    train = TrainConfig(epochs=MINI_EPOCHS, lr=MINI_LR, lr_drops=(), lr_drop_steps=(MINI_LR_DROP_STEP,), gamma=LR_DROP_GAMMA,
-                        batch_size=MINI_BATCH_SIZE, num_frames=MINI_NUM_FRAMES, num_workers=0,
+    train = TrainConfig(epochs=MINI_EPOCHS, lr=MINI_LR, lr_drops=(), lr_drop_steps=(MINI_LR_DROP_STEP,),
+                        gamma=LR_DROP_GAMMA, batch_size=MINI_BATCH_SIZE, num_frames=MINI_NUM_FRAMES, num_workers=0,
                         log_every=MINI_LOG_EVERY, lr_reference_batch=MINI_BATCH_SIZE, max_steps=MINI_MAX_STEPS,
                         text_cache=0)
     # text_cache=0: per-sentence encoding differs from the padded batch by float rounding (<= 5e-7 on

@@ -28,13 +28,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 WRONG_OBJECT = (0.2, 0.5)  # chosen J&F below the first while the oracle's is above the second
 
 
+def query_jf(gt: np.ndarray, masks: np.ndarray) -> list[float]:
+    """J&F ((J + F) / 2, `expression_jf`) of each query's masks against one expression's ground truth
+    (gt: [T,H,W] bool, masks: [T,Q,H,W] bool)."""
+    from vdit.evaluation.jf import expression_jf
+
+    return [float(np.mean(expression_jf(gt, masks[:, k]))) for k in range(masks.shape[1])]
+
+
 def split_scores(predictor, root: Path, split: str, limit: int | None = None) -> dict[str, np.ndarray]:
     """Per expression: J&F of every query [E, Q] and the chosen query [E]."""
     from vdit.data.png import read_index_png
     from vdit.data.video_dataset import parse_meta_expressions
     from vdit.data.video_io import read_image
     from vdit.data.ytvos import FRAME_EXT, MASK_EXT, meta_expressions_path
-    from vdit.evaluation.jf import expression_jf
 
     videos, expressions = parse_meta_expressions(meta_expressions_path(root, split))
     by_video: dict[str, list] = {}
@@ -53,11 +60,7 @@ def split_scores(predictor, root: Path, split: str, limit: int | None = None) ->
         res = predictor.predict_clip(x[0], [e.text for e in exps], original, queries="all", check_values=False)
         for s, e in enumerate(exps):
             gt = np.isin(ids, list(e.obj_ids))
-            per_query = []
-            for k in range(res.masks.shape[2]):
-                j, f = expression_jf(gt, res.masks[s, :, k])
-                per_query.append((j + f) / 2)
-            jf_all.append(per_query)
+            jf_all.append(query_jf(gt, res.masks[s]))
             pick = int(np.argmax(res.query_scores[s]))
             chosen.append(pick)
             hits = np.bincount(ids[res.masks[s, :, pick]].ravel(), minlength=int(ids.max()) + 1)

@@ -6,9 +6,9 @@
 Both arms run `vdit train --preset mini_synthetic` for `--steps` optimizer steps of the same global batch
 (4 clips x 2 frames: one process with batch 4, or `--procs` processes with batch 4 / procs each, the
 gradients averaged by DDP), one after the other in this run, alternating when `--repeats` > 1. The time
-per step is read from the runs' own metrics.jsonl (the wall clock between the first logged step after
-`--skip` and the last), so start-up, model loading and the benchmark's data loading before the first
-step are not counted. Prints seconds per step for each arm and their ratio. Needs a quiet machine.
+per step is read from the runs' own metrics.jsonl (the wall clock between the first logged step from
+WARMUP_STEPS on and the last), so start-up, model loading and the first, slower steps are not counted.
+Prints seconds per step for each arm and their ratio. Needs a quiet machine.
 """
 from __future__ import annotations
 
@@ -21,12 +21,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+WARMUP_STEPS = 20
+EPOCH_STEPS = 5091  # mini_synthetic: 20364 training clips / batch 4 (docs/miniature.md)
+
 
 def seconds_per_step(run: Path, skip: int) -> float:
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     train = [r for r in rows if r.get("event") == "train" and r["step"] >= skip]
     if len(train) < 2:
-        raise SystemExit(f"{run}: fewer than two logged steps after step {skip}; raise --steps")
+        raise SystemExit(f"{run}: fewer than two logged steps from step {skip} on; raise --steps")
     return (train[-1]["time"] - train[0]["time"]) / (train[-1]["step"] - train[0]["step"])
 
 
@@ -42,7 +45,7 @@ def run_arm(procs: int, threads: int, steps: int, work: Path, batch: int) -> flo
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
                "-m", "vdit", "train", "--preset", "mini_synthetic", "--out", str(out), *overrides]
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
-    return seconds_per_step(out, skip=20)
+    return seconds_per_step(out, skip=WARMUP_STEPS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     s, m = min(single), min(multi)
     print(f"1 process x {args.procs} threads: {s:.3f} s/step (runs: {', '.join(f'{x:.3f}' for x in single)})")
     print(f"{args.procs} processes x 1 thread: {m:.3f} s/step (runs: {', '.join(f'{x:.3f}' for x in multi)})")
-    print(f"ratio: {s / m:.2f}x (DDP over threads); one epoch of 5091 steps: {5091 * s / 60:.1f} vs {5091 * m / 60:.1f} min")
+    print(f"ratio: {s / m:.2f}x (DDP over threads); one epoch of {EPOCH_STEPS} steps: {EPOCH_STEPS * s / 60:.1f} vs {EPOCH_STEPS * m / 60:.1f} min")
     return 0
 
 

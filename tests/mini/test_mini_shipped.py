@@ -99,8 +99,9 @@ def test_t2v_text_encoder_tells_colour_words_apart():
     distinct-colour benchmark the sentence's colour word is what names the target. The CLIP stage trained
     on a 50/50 mixture of scene captions and expressions (500 steps) gave "the blue / cyan / purple / green
     circle" pooled features at cosine 0.95-0.99 and the colour word's own features at 0.99-1.00, and the
-    head confused those colours (docs/miniature.md, "Where the error is"); the shipped tower, trained on
-    expressions only, must keep every pair of the six apart (measured: pooled <= 0.91, word <= 0.90)."""
+    head confused those colours (docs/miniature.md, "Where the error is"). On expressions only, 2000 steps
+    left blue-cyan at 0.91 pooled and the head still swapped them; the shipped tower (4000 steps) must keep
+    every pair of the six apart (measured: pooled <= 0.80, word <= 0.71)."""
     from transformers import CLIPTextModel, CLIPTokenizer
 
     t2v = MINI_FOUNDATION_DIR / "t2v"
@@ -114,7 +115,7 @@ def test_t2v_text_encoder_tells_colour_words_apart():
     for name, feats in (("pooled", out.pooler_output), ("colour word", out.last_hidden_state[:, 2])):  # <bos> the WORD
         f = torch.nn.functional.normalize(feats, dim=-1)
         cos = (f @ f.T)[off_diagonal]
-        assert cos.max() < 0.95, (name, cos.max().item())
+        assert cos.max() < 0.85, (name, cos.max().item())
 
 
 def test_mini_preset_runs_on_the_shipped_models():

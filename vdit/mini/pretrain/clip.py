@@ -16,9 +16,10 @@ from vdit.models.foundation_arch import CLIP_MEAN, CLIP_STD, arch
 
 # CLIP: share of captions that are the scene caption (else one of the video's expressions). 0: the scene
 # caption names every object at once, so it teaches little about which colour word goes with which object;
-# on referring expressions alone (2000 steps) all six colour words came apart in the text tower (shipped:
-# pooled cosine <= 0.91, at the colour word <= 0.90), while a 50/50 mixture left blue and cyan at 0.98 and the
-# colour word's own features at 0.99 (docs/miniature.md, "Where the error is").
+# on referring expressions alone all six colour words came apart in the text tower (2000 steps: pooled
+# cosine <= 0.91, at the colour word <= 0.90; the shipped 4000 steps: <= 0.80 and <= 0.71), while a 50/50
+# mixture left blue and cyan at 0.98 and the colour word's own features at 0.99 (docs/miniature.md, "Where
+# the error is").
 CLIP_SCENE_PROB = 0.0
 
 

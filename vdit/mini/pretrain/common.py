@@ -38,8 +38,9 @@ class StageConfig:
 
 @dataclass
 class PretrainPlan:
-    # CLIP: 2000 steps (was 500) so that the colour words separate (see clip.CLIP_SCENE_PROB).
-    clip: StageConfig = field(default_factory=lambda: StageConfig(steps=2000, batch_size=64, lr=1e-3))
+    # CLIP: 4000 steps (500 -> 2000 -> 4000) so that the colour words separate: at 2000 the probe's
+    # blue-cyan cosine was 0.91 and the head picked the wrong-coloured shape (docs/miniature.md).
+    clip: StageConfig = field(default_factory=lambda: StageConfig(steps=4000, batch_size=64, lr=1e-3))
     vae: StageConfig = field(default_factory=lambda: StageConfig(steps=1000, batch_size=8, lr=1e-3))
     t2v: StageConfig = field(default_factory=lambda: StageConfig(steps=1750, batch_size=32, lr=1e-3,
                                                                  warmup_steps=50))

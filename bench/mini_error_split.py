@@ -11,7 +11,10 @@ objects but does not pick the named one (grounding); if (b) is low too, the mask
 problem. Also printed: how often the choice is the oracle's, how many expressions land on the wrong
 object (chosen J&F < 0.2 while the oracle's > 0.5), and with `--colours` a confusion table over both
 splits: per colour the sentence names, the colour of the object the chosen mask lies on most (its pixels
-over all frames, by the split's `meta.json` categories).
+over all frames, by the split's `meta.json` categories); with `--objects` chosen and oracle J&F by the
+referred object's size (quartiles of its mean area over the frames) and by how often it touches another
+object (the share of frames where its mask, grown by one pixel, meets another object's), both splits
+together: whether the masks miss small objects or crowded ones.
 """
 from __future__ import annotations
 
@@ -49,7 +52,7 @@ def split_scores(predictor, root: Path, split: str, limit: int | None = None) ->
         by_video.setdefault(e.video_id, []).append(e)
     categories = {vid: {int(k): o["category"] for k, o in v["objects"].items()}
                   for vid, v in json.loads((root / split / "meta.json").read_text())["videos"].items()}
-    jf_all, chosen, landed = [], [], []
+    jf_all, chosen, landed, area, contact = [], [], [], [], []
     for n, (vid, exps) in enumerate(by_video.items()):
         if limit is not None and n >= limit:
             break
@@ -68,7 +71,45 @@ def split_scores(predictor, root: Path, split: str, limit: int | None = None) ->
             target = categories[vid][int(next(iter(e.obj_ids)))].split()[0]
             on = categories[vid][int(hits.argmax())].split()[0] if hits.max() > 0 else "background"
             landed.append((target, on))
-    return {"jf": np.asarray(jf_all), "chosen": np.asarray(chosen), "landed": landed}
+            area.append(float(gt.mean()))
+            contact.append(touch_share(gt, ids))
+    return {"jf": np.asarray(jf_all), "chosen": np.asarray(chosen), "landed": landed, "area": np.asarray(area),
+            "contact": np.asarray(contact)}
+
+
+def touch_share(gt: np.ndarray, ids: np.ndarray) -> float:
+    """Share of frames where the object (gt: [T,H,W] bool), grown by one pixel (8-neighbourhood), meets
+    another object of the label maps (ids: [T,H,W], 0 = background)."""
+    grown = gt.copy()
+    padded = np.pad(gt, ((0, 0), (1, 1), (1, 1)))
+    h, w = gt.shape[1:]
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            grown |= padded[:, dy:dy + h, dx:dx + w]
+    others = (ids > 0) & ~gt
+    return float((grown & others).any(axis=(1, 2)).mean())
+
+
+def object_breakdown(scores: list[dict[str, np.ndarray]]) -> str:
+    """Chosen / oracle J&F by the referred object's area quartile and by its share of frames touching
+    another object."""
+    jf = np.concatenate([s["jf"] for s in scores])
+    chosen = np.concatenate([s["chosen"] for s in scores])
+    area = np.concatenate([s["area"] for s in scores])
+    contact = np.concatenate([s["contact"] for s in scores])
+    picked, oracle = jf[np.arange(len(chosen)), chosen], jf.max(axis=1)
+    edges = np.quantile(area, [0.25, 0.5, 0.75])
+    bins = np.digitize(area, edges)
+    groups = [(f"area quartile {q + 1} ({100 * area[bins == q].min():.1f}-{100 * area[bins == q].max():.1f} % "
+               f"of the frame)", bins == q) for q in range(4)]
+    groups += [("touches another object: never", contact == 0),
+               ("touches another object: in <= half the frames", (contact > 0) & (contact <= 0.5)),
+               ("touches another object: in > half the frames", contact > 0.5)]
+    lines = [f"{'referred object':<48}{'n':>5}{'chosen J&F':>12}{'oracle J&F':>12}"]
+    for name, m in groups:
+        if m.any():
+            lines.append(f"{name:<48}{int(m.sum()):>5}{100 * picked[m].mean():>12.1f}{100 * oracle[m].mean():>12.1f}")
+    return "\n".join(lines)
 
 
 def colour_confusion(landed: list[tuple[str, str]]) -> str:
@@ -106,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="videos per split")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--colours", action="store_true", help="print the colour confusion table of the chosen masks")
+    ap.add_argument("--objects", action="store_true",
+                    help="print chosen / oracle J&F by the referred object's size and contact with others")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -116,15 +159,18 @@ def main(argv: list[str] | None = None) -> int:
     predictor = VDITPredictor(model=model, device="cpu", window=None, short_side=side, max_size=None, amp=False)
     print(f"{'split':<10}{'n':>5}{'chosen J&F':>12}{'oracle J&F':>12}{'mean of Q':>11}{'choice=oracle %':>17}"
           f"{'wrong object %':>16}")
-    landed = []
+    landed, all_scores = [], []
     for split in args.splits:
         scores = split_scores(predictor, root, split, args.limit)
         landed += scores["landed"]
+        all_scores.append(scores)
         s = summarize(scores)
         print(f"{split:<10}{s['n']:>5}{s['chosen']:>12.1f}{s['oracle']:>12.1f}{s['mean_query']:>11.1f}"
               f"{s['same_as_oracle']:>17.1f}{s['wrong_object']:>16.1f}", flush=True)
     if args.colours:
         print(colour_confusion(landed))
+    if args.objects:
+        print(object_breakdown(all_scores))
     return 0
 
 

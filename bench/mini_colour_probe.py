@@ -51,12 +51,15 @@ def object_features(model, frames: np.ndarray, ids: np.ndarray, objects: dict[in
         if vis.clip_tokens is not None:
             tokens = vis.clip_tokens[:, 1:]  # without the class token: a square grid of patches
             side = int(round(tokens.shape[1] ** 0.5))
+            if side * side != tokens.shape[1]:
+                raise ValueError(f"CLIP image tokens: {tokens.shape[1]} patches do not form a square grid")
             maps["CLIP image tokens"] = tokens.reshape(t, side, side, -1).permute(0, 3, 1, 2)
-        empty = bb.encode_prompt_text([""]).repeat_interleave(t, dim=0)
-        taps = unet_taps(bb.unet, vis.latent_mean, int(bb.timestep), empty)
+        empty = bb.encode_prompt_text([""])  # [1, L, D]: the UNet's raw prompt, and the head's through its module
+        taps = unet_taps(bb.unet, vis.latent_mean, int(bb.timestep), empty.repeat_interleave(t, dim=0))
         maps.update({f"UNet U{i}": u for i, u in enumerate(taps)})
         if with_head:
-            maps.update({f"head level L{i}": lv for i, lv in enumerate(bb(None, [""], visual=vis))})
+            levels = bb(None, [""], visual=vis, prompt_text=empty)
+            maps.update({f"head level L{i}": lv for i, lv in enumerate(levels)})
     out: dict[str, dict[int, torch.Tensor]] = {}
     for oid in objects:
         m = torch.from_numpy(ids == oid).float()[:, None]
@@ -70,9 +73,7 @@ def object_features(model, frames: np.ndarray, ids: np.ndarray, objects: dict[in
 
 def collect(model, root: Path, split: str, limit: int, colours: list[str],
             with_head: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    from vdit.data.png import read_index_png
-    from vdit.data.video_io import read_image
-    from vdit.data.ytvos import FRAME_EXT, MASK_EXT
+    from bench.mini_error_split import read_clip
 
     meta = json.loads((root / split / "meta.json").read_text())["videos"]
     feats: dict[str, list[torch.Tensor]] = {}
@@ -80,8 +81,7 @@ def collect(model, root: Path, split: str, limit: int, colours: list[str],
     for vid, v in list(meta.items())[:limit]:
         objects = {int(k): o["category"].split()[0] for k, o in v["objects"].items()}
         names = sorted({f for o in v["objects"].values() for f in o["frames"]})
-        frames = np.stack([np.asarray(read_image(root / split / "JPEGImages" / vid / f"{f}{FRAME_EXT}")) for f in names])
-        ids = np.stack([read_index_png(root / split / "Annotations" / vid / f"{f}{MASK_EXT}") for f in names])
+        frames, ids = read_clip(root, split, vid, names)
         per = object_features(model, frames, ids, objects, with_head)
         for oid in next(iter(per.values())):
             labels.append(colours.index(objects[oid]))
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     pair = torch.tensor([c in PAIR for c in colours])[y_va]
     print(f"{len(y_tr)} train objects, {len(y_va)} valid objects; foundation {foundation}"
           + (f", head {weights}" if with_head else ""))
-    print(f"{'feature':<20}{'dims':>6}{'6 colours':>11}{'blue/cyan right':>17}")
+    print(f"{'feature':<20}{'dims':>6}{f'{len(colours)} colours':>11}{'blue/cyan right':>17}")
     for name in x_tr:
         pred = fit_predict(x_tr[name], y_tr, x_va[name], len(colours))
         acc = (pred == y_va).float().mean().item()

@@ -41,10 +41,8 @@ def query_jf(gt: np.ndarray, masks: np.ndarray) -> list[float]:
 
 def split_scores(predictor, root: Path, split: str, limit: int | None = None) -> dict[str, np.ndarray]:
     """Per expression: J&F of every query [E, Q] and the chosen query [E]."""
-    from vdit.data.png import read_index_png
     from vdit.data.video_dataset import parse_meta_expressions
-    from vdit.data.video_io import read_image
-    from vdit.data.ytvos import FRAME_EXT, MASK_EXT, meta_expressions_path
+    from vdit.data.ytvos import meta_expressions_path
 
     videos, expressions = parse_meta_expressions(meta_expressions_path(root, split))
     by_video: dict[str, list] = {}
@@ -56,10 +54,8 @@ def split_scores(predictor, root: Path, split: str, limit: int | None = None) ->
     for n, (vid, exps) in enumerate(by_video.items()):
         if limit is not None and n >= limit:
             break
-        names = videos[vid].frames
-        frames = [np.asarray(read_image(root / split / "JPEGImages" / vid / f"{f}{FRAME_EXT}")) for f in names]
-        ids = np.stack([read_index_png(root / split / "Annotations" / vid / f"{f}{MASK_EXT}") for f in names])
-        x, original = predictor.preprocess(frames)
+        frames, ids = read_clip(root, split, vid, videos[vid].frames)
+        x, original = predictor.preprocess(list(frames))
         res = predictor.predict_clip(x[0], [e.text for e in exps], original, queries="all", check_values=False)
         for s, e in enumerate(exps):
             gt = np.isin(ids, list(e.obj_ids))
@@ -75,6 +71,17 @@ def split_scores(predictor, root: Path, split: str, limit: int | None = None) ->
             contact.append(touch_share(gt, ids))
     return {"jf": np.asarray(jf_all), "chosen": np.asarray(chosen), "landed": landed, "area": np.asarray(area),
             "contact": np.asarray(contact)}
+
+
+def read_clip(root: Path, split: str, video_id: str, names) -> tuple[np.ndarray, np.ndarray]:
+    """One video of a generated split on disk: frames [T,H,W,3] uint8 and object-id maps [T,H,W]."""
+    from vdit.data.png import read_index_png
+    from vdit.data.video_io import read_image
+    from vdit.data.ytvos import FRAME_EXT, MASK_EXT
+
+    frames = np.stack([np.asarray(read_image(root / split / "JPEGImages" / video_id / f"{f}{FRAME_EXT}")) for f in names])
+    ids = np.stack([read_index_png(root / split / "Annotations" / video_id / f"{f}{MASK_EXT}") for f in names])
+    return frames, ids
 
 
 def touch_share(gt: np.ndarray, ids: np.ndarray) -> float:

@@ -6,7 +6,7 @@ import torch
 
 from vdit.errors import ConfigError
 from vdit.mini import pretrain as P
-from vdit.mini.pretrain.vae import _vae_batch
+from vdit.mini.pretrain.vae import VAE_CHROMA_WEIGHT, _vae_batch, chroma_weighted_mse
 
 
 def _state(model):
@@ -61,6 +61,32 @@ def test_vae_batches_are_whole_mirrored_frames(smoke_corpora):
     as_is = [(f == frames).flatten(1).all(1).any().item() for f in x]
     mirrored = [(f.flip(-1) == frames).flatten(1).all(1).any().item() for f in x]
     assert all(a or m for a, m in zip(as_is, mirrored)) and any(mirrored) and any(as_is)
+
+
+def test_chroma_weighted_mse_restated_per_pixel():
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(2, 3, 5, 4, generator=g) * 2 - 1
+    rec = torch.rand(2, 3, 5, 4, generator=g) * 2 - 1
+    x[0, :, 0, 0] = torch.tensor([0.2, 0.2, 0.2])  # grey: weight 1
+    num = den = 0.0
+    for n in range(2):
+        for i in range(5):
+            for j in range(4):
+                rgb01 = [(x[n, c, i, j].item() + 1) / 2 for c in range(3)]
+                w = 1 + VAE_CHROMA_WEIGHT * (max(rgb01) - min(rgb01))
+                for c in range(3):
+                    num += w * (rec[n, c, i, j].item() - x[n, c, i, j].item()) ** 2
+                    den += w
+    assert chroma_weighted_mse(rec, x).item() == pytest.approx(num / den, rel=1e-5)
+    plain = torch.nn.functional.mse_loss(rec, x)
+    assert chroma_weighted_mse(rec, x, weight=0.0).item() == pytest.approx(plain.item(), rel=1e-6)
+    # an error on a saturated pixel costs more than the same error on a grey one
+    grey, blue = torch.zeros(1, 3, 1, 2), torch.zeros(1, 3, 1, 2)
+    grey[..., 1] = 0.2
+    blue[0, :, 0, 1] = torch.tensor([-0.65, -0.3, 0.76])  # the benchmark's blue (45, 90, 225)
+    err = torch.zeros(1, 3, 1, 2)
+    err[0, 1, 0, 1] = 0.1
+    assert chroma_weighted_mse(blue + err, blue) > chroma_weighted_mse(grey + err, grey)
 
 
 @pytest.mark.slow

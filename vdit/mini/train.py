@@ -235,12 +235,12 @@ BUILTIN_NOTE = ("This is vdit's built-in model: `vdit segment` without `--weight
 # The shipped head's card (vdit/assets/mini/head/README.md, written by `write_shipped_head_card`): its
 # scores on all valid / heldout videos and its recipe, as measured in docs/miniature.md ("Measured
 # results"); `vdit mini train --ship` replaces the card with the new head's own.
-SHIPPED_HEAD_SCORES = {"valid": {"J&F": 0.630, "J": 0.580, "F": 0.680},
-                       "heldout": {"J&F": 0.576, "J": 0.541, "F": 0.611}}
+SHIPPED_HEAD_SCORES = {"valid": {"J&F": 0.721, "J": 0.667, "F": 0.775},
+                       "heldout": {"J&F": 0.666, "J": 0.629, "F": 0.702}}
 SHIPPED_HEAD_SOURCE = ("Trained with `vdit mini train --threads 1` (the `mini_synthetic` preset: lr 8e-4, x0.1 after "
                        "step 4000, batch 4 x 2 frames, seed 42, one epoch = 5091 optimizer steps) on the shipped "
-                       "foundation (pre-trained 2026-12-05) and the distinct-colour generated benchmark; scored on all "
-                       "valid and heldout videos (docs/miniature.md).")
+                       "foundation (pre-trained 2026-12-05, chroma-weighted VAE) and the distinct-colour generated "
+                       "benchmark; scored on all valid and heldout videos (docs/miniature.md).")
 
 
 def head_card_info(source: str | None = None, scores: dict[str, dict[str, Any]] | None = None,

@@ -176,7 +176,7 @@ ARCHS: dict[str, dict[str, dict[str, Any]]] = {
             "sample_size": 64,
             # Measured by `vdit mini pretrain` (1 / std of the trained VAE's latents) and written to the
             # saved vae/config.json; this is the value of the shipped models.
-            "scaling_factor": 0.56813,
+            "scaling_factor": 0.75811,
         },
         "t2v_text": {
             "vocab_size": None,  # = the benchmark-vocabulary tokenizer's size

@@ -13,10 +13,11 @@ foundation (second build of 2026-12-05: CLIP stage of 4000 steps on referring ex
 VAE; on the first build the same budgets measured 0.305 vs 0.194 and 0.329 vs 0.172; the foundation of
 2026-12-04 needed 1500 steps on heldout):
 - `valid` (default suite): 1000 steps, scored on all 40 valid videos (videos unseen in training; their
-  colour + shape pairs were seen). Measured J&F 0.350 vs 0.193 (the ablation table's seed-42 runs of
-  VD-IT and text-blind are these two trainings).
+  colour + shape pairs were seen). Measured J&F 0.346 vs 0.197 (the ablation table's seed-42 runs of
+  VD-IT and text-blind are these two trainings; on another machine instance they gave 0.350 vs 0.193).
 - `heldout` (on request, VDIT_E2E=1): 1000 steps, scored on the first 20 heldout videos (colour +
-  shape pairs never seen in training). Measured 0.346 vs 0.185 (the same two trainings).
+  shape pairs never seen in training). Measured 0.361 vs 0.216 (the same two trainings; 0.346 vs
+  0.185 on the other machine).
 MIN_GAP, the required margin, is less than half of each measured gap.
 """
 import json
@@ -50,8 +51,8 @@ class Budget:
 
 
 BUDGETS = {
-    "valid": Budget(steps=1000, split="valid", videos=None, measured=(0.350, 0.193)),
-    "heldout": Budget(steps=1000, split="heldout", videos=20, measured=(0.346, 0.185)),
+    "valid": Budget(steps=1000, split="valid", videos=None, measured=(0.346, 0.197)),
+    "heldout": Budget(steps=1000, split="heldout", videos=20, measured=(0.361, 0.216)),
 }
 ON_REQUEST = {"heldout"}
 

@@ -20,8 +20,9 @@ REPO = Path(__file__).resolve().parents[2]
 # standardisation is over the whole per-process batch tensor).
 DETERMINISTIC = ("train.epochs=1", "model.head.dropout=0.0", "model.head.text_proj_dropout=0.0",
                  "model.backbone.vae_latent=mean", "model.backbone.noise.kind=none")
-# One Adam step moves a parameter by up to ~lr (1e-4); summation-order noise stays ~1e-6.
-ATOL = 1e-5
+# One Adam step moves a parameter by up to ~lr (1e-4); summation-order noise was ~1e-6 on one CPU and
+# 1.6e-5 on another (2026-12-05), so the bound sits between that noise and a missed or doubled step.
+ATOL = 4e-5
 SUBPROCESS_TIMEOUT_S = 600
 
 
